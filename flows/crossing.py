@@ -1,0 +1,483 @@
+"""Pedestrian crossing analytics: is this crossing crowded, and when?
+
+The pipeline, per video of an archive:
+
+    split -> motion -> people -> faces -> aggregate
+                 \\-> (no motion: the segment stops here)
+                           \\-> (no people: no face stage) -> aggregate
+
+* ``split`` probes the video (trusted frame count) and cuts it into segments: the fan-out.
+* ``motion`` measures frame differences in torch; segments without motion stop there.
+* ``people`` counts pedestrians with OpenCV's HOG detector on sampled frames.
+* ``faces`` runs only on segments where people were seen (Haar cascade or MTCNN).
+* ``aggregate`` turns the counts into people per time window and a crowded verdict.
+
+Every op's knobs (decoder, sampling, resolution, stride, model, threads, device) are
+task parameters that `LlamaTaskRunner` sets per invocation. The flow submits every task,
+because a plain call would bypass the runner, and it decides the branches itself as
+results arrive, so a branch that does not fire creates no task run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
+
+from llama_prefect.backends.local import LOCAL_CPU, LOCAL_GPU
+from llama_prefect.core.pipeline import OpSpec, Pipeline
+from llama_prefect.runner import OP_ATTRIBUTE, LlamaTaskRunner
+from llama_prefect.video import ops as video_ops
+from llama_prefect.video.segments import Segment, VideoInfo, probe
+from llama_prefect.video.segments import split as split_video
+
+logger = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v")
+DEVICES = {LOCAL_CPU: "cpu", LOCAL_GPU: "cuda"}
+DECODERS = ("pyav", "decord", "opencv")
+
+
+def _segment_frames(parameters: dict[str, Any]) -> float:
+    return float(parameters["segment"].num_frames)
+
+
+def _segment_video(parameters: dict[str, Any]) -> str:
+    return str(parameters["segment"].video)
+
+
+def build_pipeline() -> Pipeline:
+    """Declares the crossing pipeline: ops, knob spaces, edges and their priors."""
+    p = Pipeline("crossing")
+    p.add_op(OpSpec(
+        "split", unit="video",
+        group_of=lambda params: str(params["video"]),
+    ))
+    p.add_op(OpSpec(
+        "motion",
+        knobs={"decoder": DECODERS, "sample_every": (1, 2, 4),
+               "width_px": (320, 160), "device": ("cpu",)},
+        backends=(LOCAL_CPU, LOCAL_GPU), device_by_backend=DEVICES,
+        reference={"sample_every": 1, "width_px": 320},
+        units_of=_segment_frames, group_of=_segment_video,
+    ))
+    p.add_op(OpSpec(
+        "people",
+        knobs={"decoder": DECODERS, "sample_every": (2, 5, 10),
+               "width_px": (640, 480, 320), "win_stride_px": (4, 8, 16),
+               "threads": (1, 2)},
+        reference={"sample_every": 2, "width_px": 640, "win_stride_px": 4},
+        units_of=_segment_frames, group_of=_segment_video,
+    ))
+    p.add_op(OpSpec(
+        "faces",
+        knobs={"decoder": DECODERS, "sample_every": (5, 10, 20),
+               "width_px": (640, 320), "model": ("haar", "mtcnn"),
+               "threads": (1, 2), "device": ("cpu",)},
+        backends=(LOCAL_CPU, LOCAL_GPU), device_by_backend=DEVICES,
+        reference={"sample_every": 5, "width_px": 640, "model": "mtcnn"},
+        units_of=_segment_frames, group_of=_segment_video,
+    ))
+    p.add_op(OpSpec(
+        "aggregate", unit="video", gather=True,
+        group_of=lambda params: str(params["info"].path),
+    ))
+    p.add_edge("split", "motion", fanout=10)
+    p.add_edge("motion", "people", fire_prob=0.8)
+    p.add_edge("people", "faces", fire_prob=0.7)
+    p.add_edge("faces", "aggregate")
+    p.add_edge("people", "aggregate")
+    return p
+
+
+PIPELINE = build_pipeline()
+
+
+def _op(name: str) -> Any:
+    """Marks a task's function as the body of pipeline op `name`."""
+
+    def mark(fn: Any) -> Any:
+        setattr(fn, OP_ATTRIBUTE, name)
+        return fn
+
+    return mark
+
+
+@dataclass
+class VideoSplit:
+    """What `split` returns: the probed video and its segments."""
+
+    info: VideoInfo
+    segments: list[Segment]
+
+
+@task(name="split")
+@_op("split")
+def split(video: str, segment_s: float = 4.0) -> VideoSplit:
+    """Probes `video` and cuts it into segments of `segment_s` seconds."""
+    info = probe(video)
+    return VideoSplit(info, split_video(info, segment_s))
+
+
+@task(name="motion", task_run_name="motion-{segment.index}")
+@_op("motion")
+def motion(
+    segment: Segment,
+    decoder: str = "pyav",
+    sample_every: int = 2,
+    width_px: int = 320,
+    device: str = "cpu",
+) -> video_ops.MotionResult:
+    """Tells whether anything moves in `segment` (torch frame differencing)."""
+    return video_ops.motion_score(
+        segment, decoder=decoder, sample_every=sample_every, width_px=width_px,
+        device=device,
+    )
+
+
+@task(name="people", task_run_name="people-{segment.index}")
+@_op("people")
+def people(
+    segment: Segment,
+    decoder: str = "pyav",
+    sample_every: int = 5,
+    width_px: int = 640,
+    win_stride_px: int = 8,
+    threads: int = 1,
+) -> video_ops.PeopleResult:
+    """Counts pedestrians on sampled frames of `segment` (OpenCV HOG)."""
+    return video_ops.count_people(
+        segment, decoder=decoder, sample_every=sample_every, width_px=width_px,
+        win_stride_px=win_stride_px, threads=threads,
+    )
+
+
+@task(name="faces", task_run_name="faces-{segment.index}")
+@_op("faces")
+def faces(
+    segment: Segment,
+    decoder: str = "pyav",
+    sample_every: int = 10,
+    width_px: int = 640,
+    model: str = "haar",
+    threads: int = 1,
+    device: str = "cpu",
+) -> video_ops.FaceResult:
+    """Counts faces on sampled frames of a segment where people were seen."""
+    return video_ops.count_faces(
+        segment, decoder=decoder, sample_every=sample_every, width_px=width_px,
+        model=model, threads=threads, device=device,
+    )
+
+
+@task(name="aggregate")
+@_op("aggregate")
+def aggregate(
+    info: VideoInfo,
+    people_results: list[video_ops.PeopleResult],
+    face_results: list[video_ops.FaceResult],
+    segments: int,
+    segments_with_motion: int,
+    window_s: float = 10.0,
+    crowd_threshold: float = 4.0,
+) -> video_ops.VideoAnswer:
+    """Turns one video's counts into people per window and a crowded verdict."""
+    return video_ops.aggregate(
+        info, people_results, face_results, segments=segments,
+        segments_with_motion=segments_with_motion, window_s=window_s,
+        crowd_threshold=crowd_threshold,
+    )
+
+
+def list_videos(source: str | Path) -> list[str]:
+    """The video files of a folder (sorted), or the one file named."""
+    from llama_prefect.errors import ConfigurationError
+
+    path = Path(source)
+    if path.is_file():
+        return [str(path)]
+    if not path.is_dir():
+        raise ConfigurationError(
+            f"videos must be a video file or a folder of them, but {source!s} does not "
+            "exist; run `make samples` to build the sample archive"
+        )
+    found = sorted(
+        str(p) for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES
+    )
+    if not found:
+        raise ConfigurationError(
+            f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {source!s}"
+        )
+    return found
+
+
+@dataclass
+class _VideoState:
+    """Progress of one video through the pipeline inside the flow."""
+
+    path: str
+    info: VideoInfo | None = None
+    segments: int = 0
+    outstanding: int = 0
+    with_motion: int = 0
+    people: list[video_ops.PeopleResult] = field(default_factory=list)
+    faces: list[video_ops.FaceResult] = field(default_factory=list)
+    answer: video_ops.VideoAnswer | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+class _Orchestrator:
+    """Submits the pipeline's tasks as results arrive and decides the branches."""
+
+    def __init__(self, segment_s: float, window_s: float, crowd_threshold: float):
+        self.segment_s = segment_s
+        self.window_s = window_s
+        self.crowd_threshold = crowd_threshold
+        self.pending: dict[PrefectFuture[Any], tuple[str, _VideoState, Any]] = {}
+
+    def start(self, videos: Iterable[str]) -> list[_VideoState]:
+        states = [_VideoState(v) for v in videos]
+        for state in states:
+            self._submit("split", state, None, split.submit(state.path, self.segment_s))
+        return states
+
+    def run(self) -> None:
+        while self.pending:
+            for fut in _first_done(list(self.pending)):
+                kind, state, item = self.pending.pop(fut)
+                value = _result_or_error(fut)
+                if isinstance(value, _Failed):
+                    state.errors.append(f"{kind}: {value.message}")
+                else:
+                    getattr(self, f"_on_{kind}")(state, item, value)
+                if kind != "split" and kind != "aggregate":
+                    state.outstanding -= 1
+                if kind != "aggregate":
+                    self._maybe_aggregate(state)
+
+    def _submit(self, kind: str, state: _VideoState, item: Any, fut: Any) -> None:
+        self.pending[fut] = (kind, state, item)
+        if kind not in ("split", "aggregate"):
+            state.outstanding += 1
+
+    def _on_split(self, state: _VideoState, _: Any, value: VideoSplit) -> None:
+        state.info, state.segments = value.info, len(value.segments)
+        for seg in value.segments:
+            self._submit("motion", state, seg, motion.submit(seg))
+
+    def _on_motion(self, state: _VideoState, seg: Segment, value: Any) -> None:
+        if value.moving:
+            state.with_motion += 1
+            self._submit("people", state, seg, people.submit(seg))
+
+    def _on_people(self, state: _VideoState, seg: Segment, value: Any) -> None:
+        state.people.append(value)
+        if any(count > 0 for count in value.counts):
+            self._submit("faces", state, seg, faces.submit(seg))
+
+    def _on_faces(self, state: _VideoState, _: Any, value: Any) -> None:
+        state.faces.append(value)
+
+    def _on_aggregate(self, state: _VideoState, _: Any, value: Any) -> None:
+        state.answer = value
+
+    def _maybe_aggregate(self, state: _VideoState) -> None:
+        if state.info is None or state.outstanding > 0 or state.answer is not None:
+            return
+        if any(kind == "aggregate" and s is state for kind, s, _ in self.pending.values()):
+            return
+        people_sorted = sorted(state.people, key=lambda r: r.frame_indices[:1])
+        fut = aggregate.submit(
+            state.info, people_sorted, state.faces, state.segments, state.with_motion,
+            self.window_s, self.crowd_threshold,
+        )
+        self._submit("aggregate", state, None, fut)
+
+
+@dataclass
+class _Failed:
+    message: str
+
+
+def _result_or_error(fut: PrefectFuture[Any]) -> Any:
+    try:
+        return fut.result()
+    except Exception as exc:  # a failed task run: recorded, the archive goes on
+        return _Failed(f"{type(exc).__name__}: {exc}")
+
+
+def _first_done(futures: list[PrefectFuture[Any]]) -> list[PrefectFuture[Any]]:
+    """The futures that are done, waiting for at least one."""
+    wrapped = {getattr(f, "wrapped_future", None): f for f in futures}
+    if all(isinstance(w, concurrent.futures.Future) for w in wrapped):
+        done, _ = concurrent.futures.wait(
+            list(wrapped), return_when=concurrent.futures.FIRST_COMPLETED
+        )
+        return [wrapped[w] for w in done]
+    futures[0].wait()
+    return [futures[0]]
+
+
+@flow(
+    name="crossing",
+    task_runner=LlamaTaskRunner(PIPELINE),
+    log_prints=True,
+)
+def crossing(
+    videos: str = "samples",
+    slo_s: float = 120.0,
+    objective: str = "cost",
+    accuracy_floor: float = 0.8,
+    segment_s: float = 4.0,
+    window_s: float = 10.0,
+    crowd_threshold: float = 4.0,
+    report_path: str = "runs/latest/report.json",
+) -> dict[str, Any]:
+    """Answers "is this crossing crowded?" for every video of an archive.
+
+    Args:
+        videos: A folder of videos or one video file.
+        slo_s: Seconds the whole archive may take (one deadline for the run).
+        objective: ``cost`` (cheapest that meets each target), ``latency`` or
+            ``cheapest``.
+        accuracy_floor: Configurations less accurate than this against each op's
+            reference configuration are never chosen, in [0, 1].
+        segment_s: Length of the segments a video is cut into.
+        window_s: Length of the time windows people are counted over.
+        crowd_threshold: Mean people in a window from which it counts as crowded.
+        report_path: Where the JSON run report is written.
+
+    Returns:
+        The run report.
+    """
+    from llama_prefect.report import build_report, publish_artifacts, write_report
+
+    paths = list_videos(videos)
+    orchestrator = _Orchestrator(segment_s, window_s, crowd_threshold)
+    states = orchestrator.start(paths)
+    orchestrator.run()
+
+    runner = FlowRunContext.get().task_runner  # type: ignore[union-attr]
+    report = build_report(
+        pipeline=PIPELINE.name,
+        records=runner.records(),
+        videos=[_video_entry(s) for s in states],
+        slo_s=slo_s,
+        latency_s=runner.elapsed_s(),
+        settings=runner.run_settings,
+    )
+    write_report(report, report_path)
+    publish_artifacts(report)
+    return report
+
+
+def _video_entry(state: _VideoState) -> dict[str, Any]:
+    return {
+        "video": state.path,
+        "answer": state.answer.model_dump() if state.answer else None,
+        "errors": state.errors,
+    }
+
+
+# -- exploration --------------------------------------------------------------------
+
+
+def _mean(values: Iterable[float]) -> float:
+    items = list(values)
+    return sum(items) / len(items) if items else 0.0
+
+
+def _count_agreement(outputs: Sequence[Any], reference: Sequence[Any]) -> float:
+    """1 minus the mean relative error of the mean count per segment, floored at 0."""
+    errors = [
+        abs(_mean(o.counts) - _mean(r.counts)) / max(_mean(r.counts), 1.0)
+        for o, r in zip(outputs, reference, strict=True)
+    ]
+    return max(0.0, 1.0 - _mean(errors))
+
+
+def _motion_agreement(outputs: Sequence[Any], reference: Sequence[Any]) -> float:
+    same = [o.moving == r.moving for o, r in zip(outputs, reference, strict=True)]
+    return _mean(1.0 if s else 0.0 for s in same)
+
+
+def sample_segments(
+    videos: Sequence[str], segment_s: float = 4.0, limit: int = 4
+) -> list[Segment]:
+    """A few segments spread over the archive, for exploration."""
+    per_video = [split_video(probe(v), segment_s) for v in videos]
+    picked: list[Segment] = []
+    for rank in range(max((len(s) for s in per_video), default=0)):
+        for segments in per_video:
+            middle = len(segments) // 2
+            index = (middle + rank) % len(segments) if segments else None
+            if index is not None and len(picked) < limit and rank < len(segments):
+                picked.append(segments[index])
+    return picked
+
+
+def exploration_probes(videos: Sequence[str], segment_s: float = 4.0) -> dict[str, Any]:
+    """How to measure each op of the crossing pipeline on sample work."""
+    from llama_prefect.tuning.explore import OpProbe
+
+    segments = sample_segments(videos, segment_s)
+    seg_inputs = [{"segment": s} for s in segments]
+    info = probe(videos[0])
+    return {
+        "split": OpProbe(split.fn, [{"video": v} for v in videos[:2]], lambda p: 1.0),
+        "motion": OpProbe(
+            motion.fn, seg_inputs, _segment_frames, _motion_agreement
+        ),
+        "people": OpProbe(people.fn, seg_inputs, _segment_frames, _count_agreement),
+        "faces": OpProbe(faces.fn, seg_inputs[:2], _segment_frames, _count_agreement),
+        "aggregate": OpProbe(
+            aggregate.fn,
+            [{"info": info, "people_results": [], "face_results": [],
+              "segments": 1, "segments_with_motion": 0}],
+            lambda p: 1.0,
+        ),
+    }
+
+
+def seed_profiles(
+    videos: Sequence[str],
+    profile_path: str | Path,
+    *,
+    n_trials: int = 16,
+    segment_s: float = 4.0,
+    journal_path: str | Path | None = None,
+    progress: bool = True,
+) -> Any:
+    """Explores the crossing pipeline on `videos` and writes the profile store."""
+    from llama_prefect.backends.local import local_gpu
+    from llama_prefect.tuning.explore import explore
+
+    backends = [LOCAL_CPU] + ([LOCAL_GPU] if local_gpu().available() else [])
+    result = explore(
+        PIPELINE, exploration_probes(videos, segment_s), backends=backends,
+        n_trials=n_trials, journal_path=journal_path, progress=progress,
+    )
+    _seed_edge_priors(result, videos, segment_s)
+    result.store.meta["measured_on"] = [str(v) for v in videos]
+    result.store.save(profile_path)
+    return result
+
+
+def _seed_edge_priors(result: Any, videos: Sequence[str], segment_s: float) -> None:
+    """Sets fan-out and branch odds from what the reference configurations saw."""
+    store = result.store
+    counts = [len(split_video(probe(v), segment_s)) for v in videos]
+    store.observe_edge("split", "motion", _mean(counts))
+    motion_runs = result.measurements.get("motion", [])
+    if motion_runs:
+        ref = video_ops.motion_score
+        moving = [ref(s, sample_every=1, width_px=320).moving
+                  for s in sample_segments(videos, segment_s)]
+        store.observe_edge("motion", "people", _mean(1.0 if m else 0.0 for m in moving))

@@ -1,0 +1,259 @@
+"""The profile store: what we know of each op's configurations, and how it learns.
+
+For every (op, configuration) the store keeps the latency per unit of work that the
+offline exploration measured (the seed), the accuracy against the op's reference
+configuration, and peak memory. Every finished invocation corrects the prediction in two
+layers, each an exponentially weighted moving average (weight `ewma_weight`, 0.3):
+
+* a drift ratio shared by all configurations of one op on one backend (observed over
+  predicted-from-seed), so a slowdown seen on the configurations in use also moves the
+  ones not in use; a configuration over-estimated once is therefore not shunned for good;
+* a residual per configuration for what the shared ratio does not explain.
+
+The prediction is ``seed x drift(op, backend) x residual(config)``. The store also learns
+the work units of an invocation of each op and the rate of each edge (fan-out times
+branch odds), and keeps the last observations of each configuration for quantiles.
+
+The file is JSON, written atomically, readable by a person.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llama_prefect.core.pipeline import Configuration
+from llama_prefect.errors import ProfileError
+
+FORMAT_VERSION = 1
+#: Observations kept per configuration for quantiles.
+RECENT_KEPT = 64
+
+
+@dataclass
+class ConfigProfile:
+    """What the store knows of one configuration of one op.
+
+    Attributes:
+        seed_s_per_unit: Latency per unit of work measured by exploration, in seconds.
+        accuracy: Agreement with the reference configuration, in [0, 1].
+        peak_mem_mb: Peak resident memory growth seen while it ran, if measured.
+        residual: EWMA of observed over drift-corrected seed latency.
+        observations: Finished invocations seen online.
+        recent_s_per_unit: Last observed latencies per unit, newest last.
+    """
+
+    seed_s_per_unit: float
+    accuracy: float = 1.0
+    peak_mem_mb: float | None = None
+    residual: float = 1.0
+    observations: int = 0
+    recent_s_per_unit: list[float] = field(default_factory=list)
+
+
+@dataclass
+class OpProfile:
+    """Everything the store knows of one op."""
+
+    configs: dict[str, ConfigProfile] = field(default_factory=dict)
+    drift: dict[str, float] = field(default_factory=dict)
+    units_per_invocation: float | None = None
+
+
+class ProfileStore:
+    """Latency and accuracy profiles of one pipeline's ops, corrected online.
+
+    Args:
+        pipeline: Name of the pipeline the profiles belong to.
+        ewma_weight: Weight of a new observation in every moving average, in (0, 1].
+    """
+
+    def __init__(self, pipeline: str, *, ewma_weight: float = 0.3) -> None:
+        if not 0.0 < ewma_weight <= 1.0:
+            raise ProfileError(
+                f"ewma_weight must be in (0, 1], but got {ewma_weight}"
+            )
+        self.pipeline = pipeline
+        self.ewma_weight = ewma_weight
+        self.ops: dict[str, OpProfile] = {}
+        self.edge_rates: dict[tuple[str, str], float] = {}
+        self.meta: dict[str, Any] = {}
+
+    # -- seeding and lookup ---------------------------------------------------------
+
+    def seed(
+        self,
+        op: str,
+        config: Configuration,
+        s_per_unit: float,
+        *,
+        accuracy: float = 1.0,
+        peak_mem_mb: float | None = None,
+    ) -> None:
+        """Records an explored configuration, replacing what was known of it."""
+        if not s_per_unit > 0:
+            raise ProfileError(
+                f"{op} {config.key}: latency per unit must be > 0, but got {s_per_unit}"
+            )
+        self._op(op).configs[config.key] = ConfigProfile(
+            seed_s_per_unit=s_per_unit, accuracy=accuracy, peak_mem_mb=peak_mem_mb
+        )
+
+    def configurations(self, op: str) -> list[Configuration]:
+        """The profiled configurations of `op`."""
+        known = self.ops.get(op)
+        return [Configuration.from_key(k) for k in known.configs] if known else []
+
+    def has(self, op: str) -> bool:
+        """True when at least one configuration of `op` is profiled."""
+        return bool(self.ops.get(op) and self.ops[op].configs)
+
+    def profile(self, op: str, config: Configuration) -> ConfigProfile:
+        """The profile of one configuration; raises if it was never explored."""
+        try:
+            return self.ops[op].configs[config.key]
+        except KeyError:
+            raise ProfileError(
+                f"no profile for op {op!r} configuration {config.key!r}; run "
+                "`llama-prefect profile` to explore it"
+            ) from None
+
+    def predict_s_per_unit(self, op: str, config: Configuration) -> float:
+        """Predicted latency per unit of work: seed x shared drift x own residual."""
+        prof = self.profile(op, config)
+        drift = self.ops[op].drift.get(config.backend, 1.0)
+        return prof.seed_s_per_unit * drift * prof.residual
+
+    def quantile_s_per_unit(self, op: str, config: Configuration, q: float) -> float:
+        """Quantile `q` of recent observations, or the prediction when there are none."""
+        recent = sorted(self.profile(op, config).recent_s_per_unit)
+        if not recent:
+            return self.predict_s_per_unit(op, config)
+        return recent[min(len(recent) - 1, int(q * len(recent)))]
+
+    def units_per_invocation(self, op: str, default: float = 1.0) -> float:
+        """Learned work units of one invocation of `op`."""
+        known = self.ops.get(op)
+        if known is None or known.units_per_invocation is None:
+            return default
+        return known.units_per_invocation
+
+    # -- feedback -------------------------------------------------------------------
+
+    def observe(
+        self, op: str, config: Configuration, units: float, observed_s: float
+    ) -> None:
+        """Corrects the profile with one finished invocation.
+
+        Args:
+            op: The op that ran.
+            config: The configuration it ran with; must be profiled.
+            units: Work units the invocation processed (> 0).
+            observed_s: Its measured latency in seconds.
+        """
+        prof = self.profile(op, config)
+        per_unit = observed_s / max(units, 1e-9)
+        ratio = per_unit / self.predict_s_per_unit(op, config)
+        ops = self.ops[op]
+        w = self.ewma_weight
+
+        # The shared drift takes the part of the error that all configurations of
+        # this op and backend share; the residual keeps what is left for this one.
+        old_drift = ops.drift.get(config.backend, 1.0)
+        new_drift = old_drift * (1 - w + w * ratio)
+        ops.drift[config.backend] = new_drift
+        target_residual = per_unit / (prof.seed_s_per_unit * new_drift)
+        prof.residual = (1 - w) * prof.residual + w * target_residual
+        prof.observations += 1
+        prof.recent_s_per_unit = (prof.recent_s_per_unit + [per_unit])[-RECENT_KEPT:]
+        self.observe_units(op, units)
+
+    def observe_units(self, op: str, units: float) -> None:
+        """Moves the expected work units of `op` toward one observation."""
+        ops = self._op(op)
+        old = ops.units_per_invocation
+        w = self.ewma_weight
+        ops.units_per_invocation = units if old is None else (1 - w) * old + w * units
+
+    def observe_edge(self, upstream: str, downstream: str, rate: float) -> None:
+        """Moves the learned rate of an edge toward one observed group's rate."""
+        key = (upstream, downstream)
+        old = self.edge_rates.get(key)
+        w = self.ewma_weight
+        self.edge_rates[key] = rate if old is None else (1 - w) * old + w * rate
+
+    # -- persistence ----------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The store as plain JSON-ready data."""
+        return {
+            "format": FORMAT_VERSION,
+            "pipeline": self.pipeline,
+            "ewma_weight": self.ewma_weight,
+            "meta": self.meta,
+            "edges": {f"{u}->{v}": r for (u, v), r in sorted(self.edge_rates.items())},
+            "ops": {name: asdict(op) for name, op in sorted(self.ops.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProfileStore:
+        """Rebuilds a store written by `to_dict`."""
+        if data.get("format") != FORMAT_VERSION:
+            raise ProfileError(
+                f"profile format must be {FORMAT_VERSION}, but got "
+                f"{data.get('format')!r}; delete the file and run `llama-prefect "
+                "profile` again"
+            )
+        store = cls(data["pipeline"], ewma_weight=data.get("ewma_weight", 0.3))
+        store.meta = dict(data.get("meta", {}))
+        for key, rate in data.get("edges", {}).items():
+            upstream, _, downstream = key.partition("->")
+            store.edge_rates[(upstream, downstream)] = float(rate)
+        for name, raw in data.get("ops", {}).items():
+            configs = {k: ConfigProfile(**v) for k, v in raw.get("configs", {}).items()}
+            store.ops[name] = OpProfile(
+                configs=configs,
+                drift=dict(raw.get("drift", {})),
+                units_per_invocation=raw.get("units_per_invocation"),
+            )
+        return store
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Writes the store atomically (a temporary file renamed over the target)."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".profiles-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(self.to_dict(), handle, indent=1, sort_keys=False)
+        os.replace(tmp, target)
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ProfileStore:
+        """Reads a store written by `save`."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ProfileError(
+                f"no profile store at {path}; run `llama-prefect profile` first"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise ProfileError(
+                f"profile store {path} is not valid JSON ({exc}); delete it and run "
+                "`llama-prefect profile` again"
+            ) from None
+        return cls.from_dict(data)
+
+    def merge_ops(self, other: ProfileStore, ops: Iterable[str]) -> None:
+        """Copies the named ops' profiles from `other`, replacing ours."""
+        for op in ops:
+            if op in other.ops:
+                self.ops[op] = other.ops[op]
+
+    def _op(self, op: str) -> OpProfile:
+        return self.ops.setdefault(op, OpProfile())

@@ -1,0 +1,412 @@
+"""LlamaTaskRunner: a Prefect task runner that tunes every task invocation.
+
+Each task submitted with ``.submit()`` or ``.map()`` whose task is an op of the runner's
+pipeline becomes an invocation of the scheduler in `llama_prefect.core.scheduler`. It
+gets a speculative plan at once and a final one when a backend slot is free for it; the
+chosen knob values are then written into the task's parameters, so they show in the
+Prefect UI as the task run's parameters, and Prefect's own task engine runs it (states,
+retries, caching and logs behave as with Prefect's thread pool runner).
+
+A plain call ``op(x)`` inside a flow never reaches a task runner: pipelines must submit.
+
+Run settings come from the flow run's parameters when it has them (``slo_s``,
+``objective``, ``accuracy_floor``), else from the constructor, so a deployment can set
+them per run. The deadline is the moment the runner starts plus ``slo_s``.
+
+Note:
+    Only local backends run invocations so far; remote backends are not built yet.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import importlib
+import inspect
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from prefect.futures import PrefectConcurrentFuture, PrefectFuture
+from prefect.task_runners import TaskRunner
+from prefect.utilities.collections import visit_collection
+
+from llama_prefect.backends.local import local_cpu, local_gpu
+from llama_prefect.core.clock import RealClock
+from llama_prefect.core.pipeline import Pipeline
+from llama_prefect.core.pricing import PriceCatalog
+from llama_prefect.core.profiles import ProfileStore
+from llama_prefect.core.scheduler import Invocation, Scheduler, Settings
+from llama_prefect.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+#: Attribute on a task's function naming the pipeline op it implements.
+OP_ATTRIBUTE = "__llama_op__"
+#: Flow parameters the runner reads its run settings from.
+RUN_PARAMETERS = ("slo_s", "objective", "accuracy_floor")
+
+
+def resolve_pipeline(pipeline: Pipeline | str) -> Pipeline:
+    """Returns a pipeline, importing it from ``"module:attribute"`` when given text."""
+    if isinstance(pipeline, Pipeline):
+        return pipeline
+    module, _, attribute = pipeline.partition(":")
+    if not attribute:
+        raise ConfigurationError(
+            f"pipeline must be a Pipeline or 'module:attribute', but got {pipeline!r}"
+        )
+    found = getattr(importlib.import_module(module), attribute)
+    if not isinstance(found, Pipeline):
+        raise ConfigurationError(f"{pipeline!r} is a {type(found).__name__}, not a Pipeline")
+    return found
+
+
+class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
+    """Runs a pipeline's task invocations with per-invocation targets and configs.
+
+    Args:
+        pipeline: The pipeline, or ``"module:attribute"`` naming it.
+        profile_path: The profile store file (JSON) to plan from; default
+            ``$LLAMA_PREFECT_PROFILES`` or ``runs/profiles/PIPELINE.json``.
+        slo_s: End-to-end latency target of the run, in seconds, unless the flow run
+            has an ``slo_s`` parameter.
+        objective: ``cost`` (default), ``latency`` or ``cheapest``.
+        accuracy_floor: Configurations less accurate than this are never chosen.
+        cpu_slots: Slots of ``local-cpu`` (default: the usable cores).
+        gpu_slots: Slots of ``local-gpu`` (default: one per CUDA device; none without).
+        feedback: Correct profiles with what each invocation took.
+        late_commit: Decide again when a slot is free, not only at submit.
+        save_profiles: Write corrected profiles back to `profile_path` at the end.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        profile_path: str | Path | None = None,
+        slo_s: float = 120.0,
+        objective: str = "cost",
+        accuracy_floor: float = 0.0,
+        cpu_slots: int | None = None,
+        gpu_slots: int | None = None,
+        feedback: bool = True,
+        late_commit: bool = True,
+        save_profiles: bool = True,
+    ) -> None:
+        super().__init__()
+        self._args = dict(
+            pipeline=pipeline, profile_path=profile_path, slo_s=slo_s,
+            objective=objective, accuracy_floor=accuracy_floor, cpu_slots=cpu_slots,
+            gpu_slots=gpu_slots, feedback=feedback, late_commit=late_commit,
+            save_profiles=save_profiles,
+        )
+        self.pipeline = resolve_pipeline(pipeline)
+        self.profile_path = Path(
+            profile_path
+            or os.environ.get("LLAMA_PREFECT_PROFILES")
+            or f"runs/profiles/{self.pipeline.name}.json"
+        )
+        self.scheduler: Scheduler | None = None
+        self.run_settings: dict[str, Any] = {}
+        self.started_s = 0.0
+        self._lock = threading.RLock()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: dict[str, _Pending] = {}
+        self._records: list[dict[str, Any]] = []
+        self._clock = RealClock()
+
+    def duplicate(self) -> LlamaTaskRunner:
+        """A new runner with the same configuration (Prefect makes one per flow run)."""
+        return type(self)(**self._args)
+
+    # -- context manager ----------------------------------------------------------------
+
+    def __enter__(self) -> LlamaTaskRunner:
+        super().__enter__()
+        cpu, gpu = local_cpu(self._args["cpu_slots"]), local_gpu(self._args["gpu_slots"])
+        self._backends = {b.name: b.slots() for b in (cpu, gpu) if b.available()}
+        workers = sum(b.capacity for b in self._backends.values()) + 2
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="llama"
+        )
+        self.started_s = self._clock.now()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        if self.scheduler is not None and self._args["save_profiles"]:
+            if self._args["feedback"]:
+                self.scheduler.store.save(self.profile_path)
+        super().__exit__(*exc_info)
+
+    # -- submission ---------------------------------------------------------------------
+
+    def submit(  # type: ignore[override]
+        self,
+        task: Any,
+        parameters: dict[str, Any],
+        wait_for: Iterable[PrefectFuture[Any]] | None = None,
+        dependencies: dict[str, set[Any]] | None = None,
+    ) -> PrefectConcurrentFuture[Any]:
+        """Creates an invocation for `task` and returns its future at once."""
+        if not self._started or self._executor is None:
+            raise RuntimeError("the task runner is not started; use it as a context")
+        wait_for = list(wait_for or [])
+        pending = _Pending(
+            task=task,
+            parameters=parameters,
+            wait_for=wait_for,
+            dependencies=dependencies,
+            context=contextvars.copy_context(),
+            outer=concurrent.futures.Future(),
+            task_run_id=uuid.uuid4(),
+        )
+        future = PrefectConcurrentFuture(pending.task_run_id, pending.outer)
+        op = self._op_of(task)
+        if op is None:
+            self._executor.submit(pending.context.run, self._run_untuned, pending)
+            return future
+
+        scheduler = self._ensure_scheduler()
+        spec = self.pipeline.ops[op]
+        concrete = _without_futures(parameters)
+        with self._lock:
+            units = _safe(spec.units, concrete, None)
+            if units is None:
+                units = scheduler.store.units_per_invocation(op)
+            inv = scheduler.add(
+                str(pending.task_run_id), op, units, _safe(spec.group, concrete, None)
+            )
+            self._pending[inv.id] = pending
+        self._when_done(wait_for + _futures_in(parameters), lambda: self._ready(inv.id))
+        return future
+
+    def _ensure_scheduler(self) -> Scheduler:
+        with self._lock:
+            if self.scheduler is None:
+                self.scheduler = self._build_scheduler()
+            return self.scheduler
+
+    def _build_scheduler(self) -> Scheduler:
+        self.run_settings = self._read_run_settings()
+        store = ProfileStore.load(self.profile_path)
+        settings = Settings(
+            deadline_s=self.started_s + float(self.run_settings["slo_s"]),
+            objective=self.run_settings["objective"],
+            accuracy_floor=float(self.run_settings["accuracy_floor"]),
+            late_commit=self._args["late_commit"],
+            feedback=self._args["feedback"],
+        )
+        logger.info(
+            "llama runner: SLO %.1f s, objective %s, accuracy floor %.2f, backends %s",
+            settings.deadline_s - self.started_s, settings.objective,
+            settings.accuracy_floor, sorted(self._backends),
+        )
+        return Scheduler(
+            self.pipeline, store, PriceCatalog.load(), self._backends, settings,
+            clock=self._clock,
+        )
+
+    def _read_run_settings(self) -> dict[str, Any]:
+        from prefect.context import FlowRunContext
+
+        settings = {k: self._args[k] for k in RUN_PARAMETERS}
+        ctx = FlowRunContext.get()
+        if ctx is not None and ctx.flow_run is not None:
+            for key in RUN_PARAMETERS:
+                value = (ctx.flow_run.parameters or {}).get(key)
+                if value is not None:
+                    settings[key] = value
+        return settings
+
+    def _op_of(self, task: Any) -> str | None:
+        name = getattr(task.fn, OP_ATTRIBUTE, None) or task.name
+        return name if name in self.pipeline.ops else None
+
+    # -- readiness, commit, execution -----------------------------------------------------
+
+    def _when_done(self, futures: list[PrefectFuture[Any]], callback: Any) -> None:
+        """Calls `callback` once every future in `futures` is done."""
+        remaining = [len(futures)]
+        guard = threading.Lock()
+        if not futures:
+            callback()
+            return
+
+        def one_done(_: Any) -> None:
+            with guard:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                callback()
+
+        for fut in futures:
+            wrapped = getattr(fut, "wrapped_future", None)
+            if isinstance(wrapped, concurrent.futures.Future):
+                wrapped.add_done_callback(one_done)
+            else:
+                threading.Thread(target=lambda f=fut: (f.wait(), one_done(f))).start()
+
+    def _ready(self, inv_id: str) -> None:
+        with self._lock:
+            assert self.scheduler is not None
+            self.scheduler.mark_ready(inv_id)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        with self._lock:
+            assert self.scheduler is not None
+            committed = self.scheduler.commit_ready()
+            for inv in committed:
+                self._log_decision(inv)
+                pending = self._pending[inv.id]
+                assert self._executor is not None
+                self._executor.submit(pending.context.run, self._run, inv, pending)
+
+    def _run(self, inv: Invocation, pending: _Pending) -> None:
+        from prefect.task_engine import run_task_sync
+
+        assert inv.plan is not None
+        parameters = dict(pending.parameters)
+        parameters.update(_knobs_for(pending.task, inv.plan.config.as_dict()))
+        try:
+            state = run_task_sync(
+                task=pending.task,
+                task_run_id=pending.task_run_id,
+                parameters=parameters,
+                wait_for=pending.wait_for,
+                return_type="state",
+                dependencies=pending.dependencies,
+            )
+        except BaseException as exc:  # the engine returns states; this is a crash
+            self._finish(inv, ok=False, error=f"{type(exc).__name__}: {exc}")
+            pending.outer.set_exception(exc)
+            self._dispatch()
+            return
+        ok = bool(state.is_completed())
+        self._finish(inv, ok=ok, error=None if ok else (state.message or state.name))
+        pending.outer.set_result(state)
+        self._dispatch()
+
+    def _run_untuned(self, pending: _Pending) -> None:
+        from prefect.task_engine import run_task_sync
+
+        try:
+            state = run_task_sync(
+                task=pending.task, task_run_id=pending.task_run_id,
+                parameters=pending.parameters, wait_for=pending.wait_for,
+                return_type="state", dependencies=pending.dependencies,
+            )
+            pending.outer.set_result(state)
+        except BaseException as exc:
+            pending.outer.set_exception(exc)
+
+    def _finish(self, inv: Invocation, *, ok: bool, error: str | None) -> None:
+        with self._lock:
+            assert self.scheduler is not None
+            self.scheduler.finish(inv.id, ok=ok, error=error)
+            self._records.append(self._record(inv))
+            self._pending.pop(inv.id, None)
+
+    # -- records and logs -----------------------------------------------------------------
+
+    def _record(self, inv: Invocation) -> dict[str, Any]:
+        plan, spec = inv.plan, inv.speculative
+        assert plan is not None
+        return {
+            "op": inv.op,
+            "task_run_id": inv.id,
+            "group": inv.group,
+            "units": inv.units,
+            "state": inv.state.value,
+            "error": inv.error,
+            "time_left_s": plan.time_left_s,
+            "target_s": plan.target_s,
+            "path": list(plan.path),
+            "backend": plan.config.backend,
+            "configuration": plan.config.as_dict(),
+            "speculative_configuration": spec.config.as_dict() if spec else None,
+            "speculative_backend": spec.config.backend if spec else None,
+            "predicted_s": plan.predicted_s,
+            "predicted_cost_usd": plan.cost_usd,
+            "predicted_miss": plan.predicted_miss,
+            "accuracy": plan.accuracy,
+            "observed_s": inv.observed_s,
+            "cost_usd": inv.cost_usd,
+            "started_s": _since(inv.started_s, self.started_s),
+            "finished_s": _since(inv.finished_s, self.started_s),
+        }
+
+    def elapsed_s(self) -> float:
+        """Seconds since the runner started (the run's latency so far)."""
+        return self._clock.now() - self.started_s
+
+    def records(self) -> list[dict[str, Any]]:
+        """The plan records of every finished invocation so far, in finishing order."""
+        with self._lock:
+            return list(self._records)
+
+    def _log_decision(self, inv: Invocation) -> None:
+        plan = inv.plan
+        assert plan is not None
+        knobs = " ".join(f"{k}={v}" for k, v in plan.config.knobs)
+        miss = " (predicted miss)" if plan.predicted_miss else ""
+        logger.info(
+            "%s: target %.2f s of %.1f s left -> %s %s, predicted %.2f s, $%.7f%s",
+            inv.op, plan.target_s, plan.time_left_s, plan.config.backend, knobs,
+            plan.predicted_s, plan.cost_usd, miss,
+        )
+
+
+class _Pending:
+    """A submitted task waiting for its turn, with what its engine call needs."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.task = fields["task"]
+        self.parameters: dict[str, Any] = fields["parameters"]
+        self.wait_for: list[PrefectFuture[Any]] = fields["wait_for"]
+        self.dependencies = fields["dependencies"]
+        self.context: contextvars.Context = fields["context"]
+        self.outer: concurrent.futures.Future[Any] = fields["outer"]
+        self.task_run_id: uuid.UUID = fields["task_run_id"]
+
+
+def _futures_in(parameters: dict[str, Any]) -> list[PrefectFuture[Any]]:
+    found: list[PrefectFuture[Any]] = []
+
+    def visit(value: Any) -> Any:
+        if isinstance(value, PrefectFuture):
+            found.append(value)
+        return value
+
+    visit_collection(parameters, visit_fn=visit, return_data=False)
+    return found
+
+
+def _without_futures(parameters: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in parameters.items() if not isinstance(v, PrefectFuture)}
+
+
+def _safe(fn: Any, parameters: dict[str, Any], default: Any) -> Any:
+    """Calls an op's `units`/`group` helper, falling back when inputs are not known."""
+    try:
+        return fn(parameters)
+    except (KeyError, AttributeError, TypeError):
+        return default
+
+
+def _knobs_for(task: Any, knobs: dict[str, Any]) -> dict[str, Any]:
+    """The knob values the task's function accepts as parameters."""
+    accepted = inspect.signature(task.fn).parameters
+    return {k: v for k, v in knobs.items() if k in accepted}
+
+
+def _since(value: float | None, origin: float) -> float | None:
+    return None if value is None else value - origin
