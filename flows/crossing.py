@@ -6,7 +6,8 @@ The pipeline, per video of an archive:
                  \\-> (no motion: the segment stops here)
                            \\-> (no people: no face stage) -> aggregate
 
-* ``split`` probes the video (trusted frame count) and cuts it into segments: the fan-out.
+* ``split`` probes the video (trusted frame count) and cuts it into segments
+  (the fan-out).
 * ``motion`` measures frame differences in torch; segments without motion stop there.
 * ``people`` counts pedestrians with OpenCV's HOG detector on sampled frames.
 * ``faces`` runs only on segments where people were seen (Haar cascade or MTCNN).
@@ -56,39 +57,70 @@ def _segment_video(parameters: dict[str, Any]) -> str:
 def build_pipeline() -> Pipeline:
     """Declares the crossing pipeline: ops, knob spaces, edges and their priors."""
     p = Pipeline("crossing")
-    p.add_op(OpSpec(
-        "split", unit="video",
-        group_of=lambda params: str(params["video"]),
-    ))
-    p.add_op(OpSpec(
-        "motion",
-        knobs={"decoder": DECODERS, "sample_every": (1, 2, 4),
-               "width_px": (320, 160), "device": ("cpu",)},
-        backends=(LOCAL_CPU, LOCAL_GPU), device_by_backend=DEVICES,
-        reference={"sample_every": 1, "width_px": 320},
-        units_of=_segment_frames, group_of=_segment_video,
-    ))
-    p.add_op(OpSpec(
-        "people",
-        knobs={"decoder": DECODERS, "sample_every": (2, 5, 10),
-               "width_px": (640, 480, 320), "win_stride_px": (4, 8, 16),
-               "threads": (1, 2)},
-        reference={"sample_every": 2, "width_px": 640, "win_stride_px": 4},
-        units_of=_segment_frames, group_of=_segment_video,
-    ))
-    p.add_op(OpSpec(
-        "faces",
-        knobs={"decoder": DECODERS, "sample_every": (5, 10, 20),
-               "width_px": (640, 320), "model": ("haar", "mtcnn"),
-               "threads": (1, 2), "device": ("cpu",)},
-        backends=(LOCAL_CPU, LOCAL_GPU), device_by_backend=DEVICES,
-        reference={"sample_every": 5, "width_px": 640, "model": "mtcnn"},
-        units_of=_segment_frames, group_of=_segment_video,
-    ))
-    p.add_op(OpSpec(
-        "aggregate", unit="video", gather=True,
-        group_of=lambda params: str(params["info"].path),
-    ))
+    p.add_op(
+        OpSpec(
+            "split",
+            unit="video",
+            group_of=lambda params: str(params["video"]),
+        )
+    )
+    p.add_op(
+        OpSpec(
+            "motion",
+            knobs={
+                "decoder": DECODERS,
+                "sample_every": (1, 2, 4),
+                "width_px": (320, 160),
+                "device": ("cpu",),
+            },
+            backends=(LOCAL_CPU, LOCAL_GPU),
+            device_by_backend=DEVICES,
+            reference={"sample_every": 1, "width_px": 320},
+            units_of=_segment_frames,
+            group_of=_segment_video,
+        )
+    )
+    p.add_op(
+        OpSpec(
+            "people",
+            knobs={
+                "decoder": DECODERS,
+                "sample_every": (2, 5, 10),
+                "width_px": (640, 480, 320),
+                "win_stride_px": (4, 8, 16),
+                "threads": (1, 2),
+            },
+            reference={"sample_every": 2, "width_px": 640, "win_stride_px": 4},
+            units_of=_segment_frames,
+            group_of=_segment_video,
+        )
+    )
+    p.add_op(
+        OpSpec(
+            "faces",
+            knobs={
+                "decoder": DECODERS,
+                "sample_every": (5, 10, 20),
+                "width_px": (640, 320),
+                "model": ("haar", "mtcnn"),
+                "threads": (1, 2),
+                "device": ("cpu",),
+            },
+            backends=(LOCAL_CPU, LOCAL_GPU),
+            device_by_backend=DEVICES,
+            reference={"sample_every": 5, "width_px": 640, "model": "mtcnn"},
+            units_of=_segment_frames,
+            group_of=_segment_video,
+        )
+    )
+    p.add_op(
+        OpSpec(
+            "aggregate",
+            unit="video",
+            gather=True,
+            group_of=lambda params: str(params["info"].path),
+        )
+    )
     p.add_edge("split", "motion", fanout=10)
     p.add_edge("motion", "people", fire_prob=0.8)
     p.add_edge("people", "faces", fire_prob=0.7)
@@ -126,7 +158,11 @@ def split(video: str, segment_s: float = 4.0) -> VideoSplit:
     return VideoSplit(info, split_video(info, segment_s))
 
 
-@task(name="motion", task_run_name="motion-{segment.index}")
+@task(
+    name="motion",
+    task_run_name="motion-{segment.index} {decoder} s{sample_every} w{width_px} "
+    "{device}",
+)
 @_op("motion")
 def motion(
     segment: Segment,
@@ -137,12 +173,21 @@ def motion(
 ) -> video_ops.MotionResult:
     """Tells whether anything moves in `segment` (torch frame differencing)."""
     return video_ops.motion_score(
-        segment, decoder=decoder, sample_every=sample_every, width_px=width_px,
+        segment,
+        decoder=decoder,
+        sample_every=sample_every,
+        width_px=width_px,
         device=device,
     )
 
 
-@task(name="people", task_run_name="people-{segment.index}")
+@task(
+    name="people",
+    task_run_name=(
+        "people-{segment.index} {decoder} s{sample_every} w{width_px} "
+        "ws{win_stride_px} t{threads}"
+    ),
+)
 @_op("people")
 def people(
     segment: Segment,
@@ -154,12 +199,22 @@ def people(
 ) -> video_ops.PeopleResult:
     """Counts pedestrians on sampled frames of `segment` (OpenCV HOG)."""
     return video_ops.count_people(
-        segment, decoder=decoder, sample_every=sample_every, width_px=width_px,
-        win_stride_px=win_stride_px, threads=threads,
+        segment,
+        decoder=decoder,
+        sample_every=sample_every,
+        width_px=width_px,
+        win_stride_px=win_stride_px,
+        threads=threads,
     )
 
 
-@task(name="faces", task_run_name="faces-{segment.index}")
+@task(
+    name="faces",
+    task_run_name=(
+        "faces-{segment.index} {model} {decoder} s{sample_every} w{width_px} "
+        "t{threads} {device}"
+    ),
+)
 @_op("faces")
 def faces(
     segment: Segment,
@@ -172,8 +227,13 @@ def faces(
 ) -> video_ops.FaceResult:
     """Counts faces on sampled frames of a segment where people were seen."""
     return video_ops.count_faces(
-        segment, decoder=decoder, sample_every=sample_every, width_px=width_px,
-        model=model, threads=threads, device=device,
+        segment,
+        decoder=decoder,
+        sample_every=sample_every,
+        width_px=width_px,
+        model=model,
+        threads=threads,
+        device=device,
     )
 
 
@@ -190,8 +250,12 @@ def aggregate(
 ) -> video_ops.VideoAnswer:
     """Turns one video's counts into people per window and a crowded verdict."""
     return video_ops.aggregate(
-        info, people_results, face_results, segments=segments,
-        segments_with_motion=segments_with_motion, window_s=window_s,
+        info,
+        people_results,
+        face_results,
+        segments=segments,
+        segments_with_motion=segments_with_motion,
+        window_s=window_s,
         crowd_threshold=crowd_threshold,
     )
 
@@ -208,9 +272,7 @@ def list_videos(source: str | Path) -> list[str]:
             f"videos must be a video file or a folder of them, but {source!s} does not "
             "exist; run `make samples` to build the sample archive"
         )
-    found = sorted(
-        str(p) for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES
-    )
+    found = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not found:
         raise ConfigurationError(
             f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {source!s}"
@@ -291,12 +353,19 @@ class _Orchestrator:
     def _maybe_aggregate(self, state: _VideoState) -> None:
         if state.info is None or state.outstanding > 0 or state.answer is not None:
             return
-        if any(kind == "aggregate" and s is state for kind, s, _ in self.pending.values()):
+        if any(
+            kind == "aggregate" and s is state for kind, s, _ in self.pending.values()
+        ):
             return
         people_sorted = sorted(state.people, key=lambda r: r.frame_indices[:1])
         fut = aggregate.submit(
-            state.info, people_sorted, state.faces, state.segments, state.with_motion,
-            self.window_s, self.crowd_threshold,
+            state.info,
+            people_sorted,
+            state.faces,
+            state.segments,
+            state.with_motion,
+            self.window_s,
+            self.crowd_threshold,
         )
         self._submit("aggregate", state, None, fut)
 
@@ -432,15 +501,20 @@ def exploration_probes(videos: Sequence[str], segment_s: float = 4.0) -> dict[st
     info = probe(videos[0])
     return {
         "split": OpProbe(split.fn, [{"video": v} for v in videos[:2]], lambda p: 1.0),
-        "motion": OpProbe(
-            motion.fn, seg_inputs, _segment_frames, _motion_agreement
-        ),
+        "motion": OpProbe(motion.fn, seg_inputs, _segment_frames, _motion_agreement),
         "people": OpProbe(people.fn, seg_inputs, _segment_frames, _count_agreement),
         "faces": OpProbe(faces.fn, seg_inputs[:2], _segment_frames, _count_agreement),
         "aggregate": OpProbe(
             aggregate.fn,
-            [{"info": info, "people_results": [], "face_results": [],
-              "segments": 1, "segments_with_motion": 0}],
+            [
+                {
+                    "info": info,
+                    "people_results": [],
+                    "face_results": [],
+                    "segments": 1,
+                    "segments_with_motion": 0,
+                }
+            ],
             lambda p: 1.0,
         ),
     }
@@ -456,13 +530,18 @@ def seed_profiles(
     progress: bool = True,
 ) -> Any:
     """Explores the crossing pipeline on `videos` and writes the profile store."""
-    from llama_prefect.backends.local import local_gpu
     from llama_prefect.tuning.explore import explore
+
+    from llama_prefect.backends.local import local_gpu
 
     backends = [LOCAL_CPU] + ([LOCAL_GPU] if local_gpu().available() else [])
     result = explore(
-        PIPELINE, exploration_probes(videos, segment_s), backends=backends,
-        n_trials=n_trials, journal_path=journal_path, progress=progress,
+        PIPELINE,
+        exploration_probes(videos, segment_s),
+        backends=backends,
+        n_trials=n_trials,
+        journal_path=journal_path,
+        progress=progress,
     )
     _seed_edge_priors(result, videos, segment_s)
     result.store.meta["measured_on"] = [str(v) for v in videos]
@@ -478,6 +557,8 @@ def _seed_edge_priors(result: Any, videos: Sequence[str], segment_s: float) -> N
     motion_runs = result.measurements.get("motion", [])
     if motion_runs:
         ref = video_ops.motion_score
-        moving = [ref(s, sample_every=1, width_px=320).moving
-                  for s in sample_segments(videos, segment_s)]
+        moving = [
+            ref(s, sample_every=1, width_px=320).moving
+            for s in sample_segments(videos, segment_s)
+        ]
         store.observe_edge("motion", "people", _mean(1.0 if m else 0.0 for m in moving))

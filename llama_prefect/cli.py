@@ -58,24 +58,33 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a pipeline over a folder of videos")
     _common(run)
     run.add_argument(
-        "--slo-s", type=float, required=True,
+        "--slo-s",
+        type=float,
+        required=True,
         help="seconds the whole run may take (one deadline for the archive)",
     )
     run.add_argument(
-        "--objective", choices=("cost", "latency", "cheapest"), default="cost",
+        "--objective",
+        choices=("cost", "latency", "cheapest"),
+        default="cost",
         help="cost: cheapest that meets each target (default); latency: fastest; "
         "cheapest: ignore targets",
     )
     run.add_argument(
-        "--accuracy-floor", type=float, default=0.8,
+        "--accuracy-floor",
+        type=float,
+        default=0.8,
         help="never choose configurations less accurate than this (0.8)",
     )
     run.add_argument(
-        "--report", default="runs/latest/report.json",
+        "--report",
+        default="runs/latest/report.json",
         help="where to write the JSON run report (runs/latest/report.json)",
     )
     run.add_argument(
-        "--trials", type=int, default=16,
+        "--trials",
+        type=int,
+        default=16,
         help="trial budget per op when profiles must be explored first (16)",
     )
     run.set_defaults(handler=_run)
@@ -88,7 +97,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--videos", required=True, help="a folder of videos or one video file"
     )
     parser.add_argument(
-        "--profiles", default=None,
+        "--profiles",
+        default=None,
         help="profile store file (runs/profiles/PIPELINE.json)",
     )
 
@@ -111,7 +121,9 @@ def _profile(args: argparse.Namespace) -> int:
     path = _profiles_path(args)
     videos = list_videos(args.videos)
     result = seed_profiles(
-        videos, path, n_trials=args.trials,
+        videos,
+        path,
+        n_trials=args.trials,
         journal_path=path.with_suffix(".optuna.log"),
     )
     print(
@@ -135,8 +147,11 @@ def _run(args: argparse.Namespace) -> int:
         task_runner=LlamaTaskRunner(PIPELINE, profile_path=path)
     )
     report = flow(
-        videos=str(args.videos), slo_s=args.slo_s, objective=args.objective,
-        accuracy_floor=args.accuracy_floor, report_path=str(args.report),
+        videos=str(args.videos),
+        slo_s=args.slo_s,
+        objective=args.objective,
+        accuracy_floor=args.accuracy_floor,
+        report_path=str(args.report),
     )
     _print_summary(report, args.report)
     return 0

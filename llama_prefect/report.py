@@ -115,18 +115,20 @@ def invocation_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for r in report["invocations"]:
         knobs = " ".join(f"{k}={v}" for k, v in sorted(r["configuration"].items()))
-        rows.append({
-            "op": r["op"],
-            "task_run_id": r["task_run_id"],
-            "video": Path(r["group"]).name if r.get("group") else "",
-            "target_s": round(r["target_s"], 3),
-            "backend": r["backend"],
-            "configuration": knobs,
-            "predicted_s": round(r["predicted_s"], 3),
-            "observed_s": _round(r.get("observed_s"), 3),
-            "cost_usd": _round(r.get("cost_usd"), 8),
-            "state": r["state"],
-        })
+        rows.append(
+            {
+                "op": r["op"],
+                "task_run_id": r["task_run_id"],
+                "video": Path(r["group"]).name if r.get("group") else "",
+                "target_s": round(r["target_s"], 3),
+                "backend": r["backend"],
+                "configuration": knobs,
+                "predicted_s": round(r["predicted_s"], 3),
+                "observed_s": _round(r.get("observed_s"), 3),
+                "cost_usd": _round(r.get("cost_usd"), 8),
+                "state": r["state"],
+            }
+        )
     return rows
 
 

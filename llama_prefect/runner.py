@@ -62,7 +62,9 @@ def resolve_pipeline(pipeline: Pipeline | str) -> Pipeline:
         )
     found = getattr(importlib.import_module(module), attribute)
     if not isinstance(found, Pipeline):
-        raise ConfigurationError(f"{pipeline!r} is a {type(found).__name__}, not a Pipeline")
+        raise ConfigurationError(
+            f"{pipeline!r} is a {type(found).__name__}, not a Pipeline"
+        )
     return found
 
 
@@ -100,9 +102,15 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
     ) -> None:
         super().__init__()
         self._args = dict(
-            pipeline=pipeline, profile_path=profile_path, slo_s=slo_s,
-            objective=objective, accuracy_floor=accuracy_floor, cpu_slots=cpu_slots,
-            gpu_slots=gpu_slots, feedback=feedback, late_commit=late_commit,
+            pipeline=pipeline,
+            profile_path=profile_path,
+            slo_s=slo_s,
+            objective=objective,
+            accuracy_floor=accuracy_floor,
+            cpu_slots=cpu_slots,
+            gpu_slots=gpu_slots,
+            feedback=feedback,
+            late_commit=late_commit,
             save_profiles=save_profiles,
         )
         self.pipeline = resolve_pipeline(pipeline)
@@ -124,11 +132,14 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         """A new runner with the same configuration (Prefect makes one per flow run)."""
         return type(self)(**self._args)
 
-    # -- context manager ----------------------------------------------------------------
+    # -- context manager ---------------------------------------------------------------
 
     def __enter__(self) -> LlamaTaskRunner:
         super().__enter__()
-        cpu, gpu = local_cpu(self._args["cpu_slots"]), local_gpu(self._args["gpu_slots"])
+        cpu, gpu = (
+            local_cpu(self._args["cpu_slots"]),
+            local_gpu(self._args["gpu_slots"]),
+        )
         self._backends = {b.name: b.slots() for b in (cpu, gpu) if b.available()}
         workers = sum(b.capacity for b in self._backends.values()) + 2
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -141,12 +152,12 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        if self.scheduler is not None and self._args["save_profiles"]:
-            if self._args["feedback"]:
-                self.scheduler.store.save(self.profile_path)
+        args = self._args
+        if self.scheduler is not None and args["save_profiles"] and args["feedback"]:
+            self.scheduler.store.save(self.profile_path)
         super().__exit__(*exc_info)
 
-    # -- submission ---------------------------------------------------------------------
+    # -- submission --------------------------------------------------------------------
 
     def submit(  # type: ignore[override]
         self,
@@ -206,11 +217,17 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         )
         logger.info(
             "llama runner: SLO %.1f s, objective %s, accuracy floor %.2f, backends %s",
-            settings.deadline_s - self.started_s, settings.objective,
-            settings.accuracy_floor, sorted(self._backends),
+            settings.deadline_s - self.started_s,
+            settings.objective,
+            settings.accuracy_floor,
+            sorted(self._backends),
         )
         return Scheduler(
-            self.pipeline, store, PriceCatalog.load(), self._backends, settings,
+            self.pipeline,
+            store,
+            PriceCatalog.load(),
+            self._backends,
+            settings,
             clock=self._clock,
         )
 
@@ -230,7 +247,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         name = getattr(task.fn, OP_ATTRIBUTE, None) or task.name
         return name if name in self.pipeline.ops else None
 
-    # -- readiness, commit, execution -----------------------------------------------------
+    # -- readiness, commit, execution --------------------------------------------------
 
     def _when_done(self, futures: list[PrefectFuture[Any]], callback: Any) -> None:
         """Calls `callback` once every future in `futures` is done."""
@@ -300,9 +317,12 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
 
         try:
             state = run_task_sync(
-                task=pending.task, task_run_id=pending.task_run_id,
-                parameters=pending.parameters, wait_for=pending.wait_for,
-                return_type="state", dependencies=pending.dependencies,
+                task=pending.task,
+                task_run_id=pending.task_run_id,
+                parameters=pending.parameters,
+                wait_for=pending.wait_for,
+                return_type="state",
+                dependencies=pending.dependencies,
             )
             pending.outer.set_result(state)
         except BaseException as exc:
@@ -315,7 +335,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             self._records.append(self._record(inv))
             self._pending.pop(inv.id, None)
 
-    # -- records and logs -----------------------------------------------------------------
+    # -- records and logs --------------------------------------------------------------
 
     def _record(self, inv: Invocation) -> dict[str, Any]:
         plan, spec = inv.plan, inv.speculative
@@ -360,8 +380,14 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         miss = " (predicted miss)" if plan.predicted_miss else ""
         logger.info(
             "%s: target %.2f s of %.1f s left -> %s %s, predicted %.2f s, $%.7f%s",
-            inv.op, plan.target_s, plan.time_left_s, plan.config.backend, knobs,
-            plan.predicted_s, plan.cost_usd, miss,
+            inv.op,
+            plan.target_s,
+            plan.time_left_s,
+            plan.config.backend,
+            knobs,
+            plan.predicted_s,
+            plan.cost_usd,
+            miss,
         )
 
 

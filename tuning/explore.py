@@ -2,16 +2,16 @@
 
 For every op and backend, a multi-objective Optuna study searches the op's knob space.
 A trial runs the op's body with one configuration on a few sample inputs and measures
-latency per unit of work; accuracy is the agreement of its outputs with those of the op's
-reference configuration on the same inputs. The objectives are latency per unit and cost
-per unit (both minimized) and accuracy (maximized), so the front keeps the accurate
-configurations a high accuracy floor needs as well as the fast and cheap ones.
+latency per unit of work; accuracy is the agreement of its outputs with those of the
+op's reference configuration on the same inputs. The objectives are latency per unit
+and cost per unit (both minimized) and accuracy (maximized), so the front keeps the
+accurate configurations a high accuracy floor needs as well as the fast and cheap ones.
 
 The reference configuration is always the first trial. When the grid is no larger than
-the trial budget every configuration is measured; otherwise Optuna's TPE sampler picks the
-rest. A trial that raises or runs past its time bound is marked failed, never scored.
-The Pareto front, plus the reference and the fastest configuration, seeds the profile
-store; every trial stays in an Optuna journal file for inspection or to resume.
+the trial budget every configuration is measured; otherwise Optuna's TPE sampler picks
+the rest. A trial that raises or runs past its time bound is marked failed, never
+scored. The Pareto front, plus the reference and the fastest configuration, seeds the
+profile store; every trial stays in an Optuna journal file for inspection or to resume.
 """
 
 from __future__ import annotations
@@ -144,8 +144,13 @@ def explore_op(
             knobs[DEVICE_KNOB] = spec.device_by_backend.get(backend, "cpu")
         config = Configuration.of(backend, knobs)
         if config.key not in done:
-            m = measure(probe, config, prices, reference_outputs=ref_outputs,
-                        timeout_s=timeout_s)
+            m = measure(
+                probe,
+                config,
+                prices,
+                reference_outputs=ref_outputs,
+                timeout_s=timeout_s,
+            )
             m.outputs = []
             done[config.key] = m
         m = done[config.key]
@@ -153,7 +158,9 @@ def explore_op(
 
     budget = min(n_trials, len(grid))
     study.optimize(
-        objective, n_trials=budget, catch=(Exception,),
+        objective,
+        n_trials=budget,
+        catch=(Exception,),
         callbacks=[lambda *_: on_trial()] if on_trial else None,
     )
     failed = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.FAIL)
@@ -218,8 +225,14 @@ def explore(
     with _progress(progress, total) as advance:
         for spec, probe, backend in jobs:
             found, n_failed = explore_op(
-                spec, probe, backend, prices, n_trials=n_trials, timeout_s=timeout_s,
-                storage=storage, on_trial=advance,
+                spec,
+                probe,
+                backend,
+                prices,
+                n_trials=n_trials,
+                timeout_s=timeout_s,
+                storage=storage,
+                on_trial=advance,
             )
             failed += n_failed
             measurements.setdefault(spec.name, []).extend(found)
@@ -228,8 +241,11 @@ def explore(
     seconds = time.perf_counter() - start
     cost_usd = prices.cost_usd("local-cpu", seconds)
     store.meta["exploration"] = {
-        "seconds": seconds, "cost_usd": cost_usd, "failed_trials": failed,
-        "n_trials": n_trials, "prices_version": prices.version,
+        "seconds": seconds,
+        "cost_usd": cost_usd,
+        "failed_trials": failed,
+        "n_trials": n_trials,
+        "prices_version": prices.version,
     }
     return ExplorationResult(store, measurements, seconds, cost_usd, failed)
 
@@ -251,7 +267,9 @@ def _seed(store: ProfileStore, spec: OpSpec, found: Sequence[Measurement]) -> No
         store.seed(spec.name, m.config, m.s_per_unit, accuracy=m.accuracy)
     logger.info(
         "op %s: %d trials measured, %d configurations seeded",
-        spec.name, len(found), len(keep),
+        spec.name,
+        len(found),
+        len(keep),
     )
 
 

@@ -1,8 +1,8 @@
 """The embedded default: local CPU slots and, where torch sees one, a local CUDA device.
 
-`local-cpu` offers one slot per CPU core. `local-gpu` exists only when torch is installed
-and reports a CUDA device; on any other machine it has no slots and is never chosen.
-Both run Prefect's own task engine in the runner's threads.
+`local-cpu` offers one slot per CPU core. `local-gpu` exists only when torch is
+installed and reports a CUDA device; on any other machine it has no slots and is never
+chosen. Both run Prefect's own task engine in the runner's threads.
 """
 
 from __future__ import annotations

@@ -130,7 +130,10 @@ def choose(
     for c in eligible:
         logger.debug(
             "candidate %s predicted %.3f s cost $%.8f accuracy %.3f",
-            c.config.key, c.predicted_s, c.cost_usd, c.accuracy,
+            c.config.key,
+            c.predicted_s,
+            c.cost_usd,
+            c.accuracy,
         )
     return Choice(
         candidate=chosen,

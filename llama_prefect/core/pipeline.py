@@ -122,7 +122,9 @@ class OpSpec:
         if not self.backends:
             raise ConfigurationError(f"op {self.name!r} must name at least one backend")
 
-    def configurations(self, backends: Iterable[str] | None = None) -> list[Configuration]:
+    def configurations(
+        self, backends: Iterable[str] | None = None
+    ) -> list[Configuration]:
         """Every configuration of the op on the given backends (default: all of its).
 
         The ``device`` knob is not searched: each backend fixes it.
@@ -187,7 +189,12 @@ class Pipeline:
         self.graph.add_node(spec.name)
 
     def add_edge(
-        self, upstream: str, downstream: str, *, fanout: float = 1.0, fire_prob: float = 1.0
+        self,
+        upstream: str,
+        downstream: str,
+        *,
+        fanout: float = 1.0,
+        fire_prob: float = 1.0,
     ) -> None:
         """Declares that `downstream` consumes what `upstream` makes.
 
@@ -200,7 +207,8 @@ class Pipeline:
         for name in (upstream, downstream):
             if name not in self.ops:
                 raise ConfigurationError(
-                    f"pipeline {self.name!r} has no op {name!r}; add it with add_op first"
+                    f"pipeline {self.name!r} has no op {name!r}; add it with add_op "
+                    "first"
                 )
         if fanout <= 0 or not 0.0 <= fire_prob <= 1.0:
             raise ConfigurationError(
@@ -211,7 +219,8 @@ class Pipeline:
         if not nx.is_directed_acyclic_graph(self.graph):
             self.graph.remove_edge(upstream, downstream)
             raise ConfigurationError(
-                f"edge {upstream}->{downstream} would close a cycle; a pipeline is a DAG"
+                f"edge {upstream}->{downstream} would close a cycle; a pipeline is "
+                "a DAG"
             )
 
     def sources(self) -> list[str]:
@@ -239,9 +248,11 @@ class Pipeline:
     def depth(self, op: str) -> int:
         """Length of the longest path from a source to `op` (sources have depth 0)."""
         return max(
-            (len(p) - 1 for s in self.sources() for p in nx.all_simple_paths(
-                self.graph, s, op
-            )),
+            (
+                len(p) - 1
+                for s in self.sources()
+                for p in nx.all_simple_paths(self.graph, s, op)
+            ),
             default=0,
         )
 

@@ -1,10 +1,10 @@
 """The cost model: what one invocation costs on each backend.
 
-Prices come from a versioned data file (`llama_prefect/data/prices.json` by default) that
-names its source and date, because cloud prices change. Every backend is priced per slot
-second (a slot is one vCPU, one GPU, or one Lambda function of 1769 MB) plus a fee per
-invocation. Local backends carry the price of the same work on the cloud, so a local run
-still reports what it would have cost.
+Prices come from a versioned data file (`llama_prefect/data/prices.json` by default)
+that names its source and date, because cloud prices change. Every backend is priced
+per slot second (a slot is one vCPU, one GPU, or one Lambda function of 1769 MB) plus a
+fee per invocation. Local backends carry the price of the same work on the cloud, so a
+local run still reports what it would have cost.
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ class PriceCatalog:
             )
             for name, raw in data["backends"].items()
         }
-        return cls(prices, version=data.get("version", ""), source=data.get("source", ""))
+        return cls(
+            prices, version=data.get("version", ""), source=data.get("source", "")
+        )
 
     def price(self, backend: str) -> BackendPrice:
         """The price of `backend`; raises with the known names if it has none."""

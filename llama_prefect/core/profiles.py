@@ -7,12 +7,13 @@ layers, each an exponentially weighted moving average (weight `ewma_weight`, 0.3
 
 * a drift ratio shared by all configurations of one op on one backend (observed over
   predicted-from-seed), so a slowdown seen on the configurations in use also moves the
-  ones not in use; a configuration over-estimated once is therefore not shunned for good;
+  ones not in use; a configuration over-estimated once is therefore not
+  shunned for good;
 * a residual per configuration for what the shared ratio does not explain.
 
-The prediction is ``seed x drift(op, backend) x residual(config)``. The store also learns
-the work units of an invocation of each op and the rate of each edge (fan-out times
-branch odds), and keeps the last observations of each configuration for quantiles.
+The prediction is ``seed x drift(op, backend) x residual(config)``. The store also
+learns the work units of an invocation of each op and the rate of each edge (fan-out
+times branch odds), and keeps the last observations of each configuration for quantiles.
 
 The file is JSON, written atomically, readable by a person.
 """
@@ -75,16 +76,14 @@ class ProfileStore:
 
     def __init__(self, pipeline: str, *, ewma_weight: float = 0.3) -> None:
         if not 0.0 < ewma_weight <= 1.0:
-            raise ProfileError(
-                f"ewma_weight must be in (0, 1], but got {ewma_weight}"
-            )
+            raise ProfileError(f"ewma_weight must be in (0, 1], but got {ewma_weight}")
         self.pipeline = pipeline
         self.ewma_weight = ewma_weight
         self.ops: dict[str, OpProfile] = {}
         self.edge_rates: dict[tuple[str, str], float] = {}
         self.meta: dict[str, Any] = {}
 
-    # -- seeding and lookup ---------------------------------------------------------
+    # -- seeding and lookup ------------------------------------------------------------
 
     def seed(
         self,
@@ -130,7 +129,7 @@ class ProfileStore:
         return prof.seed_s_per_unit * drift * prof.residual
 
     def quantile_s_per_unit(self, op: str, config: Configuration, q: float) -> float:
-        """Quantile `q` of recent observations, or the prediction when there are none."""
+        """Quantile `q` of recent observations; the prediction when there are none."""
         recent = sorted(self.profile(op, config).recent_s_per_unit)
         if not recent:
             return self.predict_s_per_unit(op, config)
@@ -143,7 +142,7 @@ class ProfileStore:
             return default
         return known.units_per_invocation
 
-    # -- feedback -------------------------------------------------------------------
+    # -- feedback ----------------------------------------------------------------------
 
     def observe(
         self, op: str, config: Configuration, units: float, observed_s: float
@@ -187,7 +186,7 @@ class ProfileStore:
         w = self.ewma_weight
         self.edge_rates[key] = rate if old is None else (1 - w) * old + w * rate
 
-    # -- persistence ----------------------------------------------------------------
+    # -- persistence -------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """The store as plain JSON-ready data."""
@@ -227,7 +226,9 @@ class ProfileStore:
         """Writes the store atomically (a temporary file renamed over the target)."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".profiles-", suffix=".json")
+        fd, tmp = tempfile.mkstemp(
+            dir=target.parent, prefix=".profiles-", suffix=".json"
+        )
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(self.to_dict(), handle, indent=1, sort_keys=False)
         os.replace(tmp, target)

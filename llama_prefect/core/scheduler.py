@@ -178,7 +178,7 @@ class Scheduler:
         self._last_config: dict[str, Configuration] = {}
         self._depth = {op: pipeline.depth(op) for op in pipeline.ops}
 
-    # -- life of an invocation --------------------------------------------------------
+    # -- life of an invocation ---------------------------------------------------------
 
     def add(self, inv_id: str, op: str, units: float, group: str | None) -> Invocation:
         """Creates an invocation and gives it a speculative plan."""
@@ -254,15 +254,11 @@ class Scheduler:
             self._groups[inv.group].unfinished[inv.op] -= 1
         return inv
 
-    # -- planning ---------------------------------------------------------------------
+    # -- planning ----------------------------------------------------------------------
 
-    def plan(
-        self, inv: Invocation, free: Mapping[str, int] | None = None
-    ) -> Plan:
+    def plan(self, inv: Invocation, free: Mapping[str, int] | None = None) -> Plan:
         """Target and configuration for `inv` now, within `free` slots if given."""
-        backends = [
-            n for n in self.pipeline.ops[inv.op].backends if n in self.backends
-        ]
+        backends = [n for n in self.pipeline.ops[inv.op].backends if n in self.backends]
         pool = [
             c
             for c in self.store.configurations(inv.op)
@@ -301,7 +297,9 @@ class Scheduler:
             return None
         if not self.settings.late_commit and inv.speculative is not None:
             spec = inv.speculative
-            return spec if spec.config.slots <= free.get(spec.config.backend, 0) else None
+            return (
+                spec if spec.config.slots <= free.get(spec.config.backend, 0) else None
+            )
         return self.plan(inv, free)
 
     def _price(
@@ -309,8 +307,13 @@ class Scheduler:
     ) -> list[Candidate]:
         startup = {n: b.startup_s for n, b in self.backends.items()}
         return price_candidates(
-            self.store, self.prices, op, units,
-            backends=self.backends, startup_s=startup, configs=pool,
+            self.store,
+            self.prices,
+            op,
+            units,
+            backends=self.backends,
+            startup_s=startup,
+            configs=pool,
         )
 
     def _target(self, inv: Invocation, cands: list[Candidate]) -> Target:
@@ -322,7 +325,7 @@ class Scheduler:
         )
 
     def _basis(self, op: str, cands: list[Candidate]) -> Candidate | None:
-        """The candidate that stands for the op when weighing work: chosen, or fastest."""
+        """The candidate that stands for the op when weighing work."""
         if not cands:
             return None
         last = self._last_config.get(op)
@@ -409,7 +412,7 @@ class Scheduler:
             rate = grp.created[downstream] / grp.created[upstream]
             self.store.observe_edge(upstream, downstream, rate)
 
-    # -- views ------------------------------------------------------------------------
+    # -- views -------------------------------------------------------------------------
 
     def used_slots(self) -> dict[str, int]:
         """Slots held now on each backend."""

@@ -8,10 +8,11 @@ and the invocation's target is the smallest `target_p`: the worst path decides. 
 is the predicted latency of this invocation; `stage_s(x)` is how long the work of op `x`
 still expected takes, given the parallelism its backend gives:
 
-    stage_s(x) = remaining(x) * invocation_s(x) / max(1, min(parallelism(x), remaining(x)))
+    width(x) = max(1, min(parallelism(x), remaining(x)))
+    stage_s(x) = remaining(x) * invocation_s(x) / width(x)
 
-`remaining(x)` counts the invocations of `x` still expected in the whole run, not only in
-this invocation's video. One deadline covers an archive and every video's invocations
+`remaining(x)` counts the invocations of `x` still expected in the whole run, not only
+in this invocation's video. One deadline covers an archive and every video's invocations
 share the same slots, so the work of the other videos is work ahead too. For a single
 video with enough slots this is the published formula: each stage weighs one invocation.
 
@@ -91,7 +92,9 @@ def invocation_target(
         ahead_s = sum(stages[x].stage_s for x in path if x in stages)
         ahead_s = max(ahead_s, own_s)
         share = own_s / ahead_s if ahead_s > 0 else 1.0
-        candidate = Target(max(0.0, time_left_s) * share, time_left_s, tuple(path), ahead_s)
+        candidate = Target(
+            max(0.0, time_left_s) * share, time_left_s, tuple(path), ahead_s
+        )
         if best is None or candidate.target_s < best.target_s:
             best = candidate
     assert best is not None, "paths_from always yields at least the op itself"
