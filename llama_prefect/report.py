@@ -77,6 +77,7 @@ def write_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".report-", suffix=".json")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=1, default=str)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, target)
     return target
 

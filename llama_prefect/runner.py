@@ -178,6 +178,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             context=contextvars.copy_context(),
             outer=concurrent.futures.Future(),
             task_run_id=uuid.uuid4(),
+            run_logger=_run_logger(),
         )
         future = PrefectConcurrentFuture(pending.task_run_id, pending.outer)
         op = self._op_of(task)
@@ -282,8 +283,8 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             assert self.scheduler is not None
             committed = self.scheduler.commit_ready()
             for inv in committed:
-                self._log_decision(inv)
                 pending = self._pending[inv.id]
+                self._log_decision(inv, pending)
                 assert self._executor is not None
                 self._executor.submit(pending.context.run, self._run, inv, pending)
 
@@ -373,22 +374,17 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         with self._lock:
             return list(self._records)
 
-    def _log_decision(self, inv: Invocation) -> None:
+    def _log_decision(self, inv: Invocation, pending: _Pending) -> None:
         plan = inv.plan
         assert plan is not None
         knobs = " ".join(f"{k}={v}" for k, v in plan.config.knobs)
         miss = " (predicted miss)" if plan.predicted_miss else ""
-        logger.info(
-            "%s: target %.2f s of %.1f s left -> %s %s, predicted %.2f s, $%.7f%s",
-            inv.op,
-            plan.target_s,
-            plan.time_left_s,
-            plan.config.backend,
-            knobs,
-            plan.predicted_s,
-            plan.cost_usd,
-            miss,
+        line = (
+            f"{inv.op}: target {plan.target_s:.2f} s of {plan.time_left_s:.1f} s left "
+            f"-> {plan.config.backend} {knobs}, predicted {plan.predicted_s:.2f} s, "
+            f"${plan.cost_usd:.7f}{miss}"
         )
+        (pending.run_logger or logger).info(line)
 
 
 class _Pending:
@@ -402,6 +398,15 @@ class _Pending:
         self.context: contextvars.Context = fields["context"]
         self.outer: concurrent.futures.Future[Any] = fields["outer"]
         self.task_run_id: uuid.UUID = fields["task_run_id"]
+        self.run_logger: logging.LoggerAdapter[Any] | None = fields["run_logger"]
+
+
+def _run_logger() -> Any:
+    """The flow run's logger when called inside a flow run (its lines reach the UI)."""
+    from prefect.context import FlowRunContext
+    from prefect.logging import get_run_logger
+
+    return get_run_logger() if FlowRunContext.get() is not None else None
 
 
 def _futures_in(parameters: dict[str, Any]) -> list[PrefectFuture[Any]]:

@@ -229,9 +229,14 @@ class ProfileStore:
         fd, tmp = tempfile.mkstemp(
             dir=target.parent, prefix=".profiles-", suffix=".json"
         )
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.to_dict(), handle, indent=1, sort_keys=False)
-        os.replace(tmp, target)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(self.to_dict(), handle, indent=1, sort_keys=False)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return target
 
     @classmethod
@@ -248,6 +253,12 @@ class ProfileStore:
                 f"profile store {path} is not valid JSON ({exc}); delete it and run "
                 "`llama-prefect profile` again"
             ) from None
+        if not isinstance(data, dict):
+            raise ProfileError(
+                f"profile store {path} must hold a JSON object, but holds a "
+                f"{type(data).__name__}; delete it and run `llama-prefect profile` "
+                "again"
+            )
         return cls.from_dict(data)
 
     def merge_ops(self, other: ProfileStore, ops: Iterable[str]) -> None:

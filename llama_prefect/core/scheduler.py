@@ -240,7 +240,11 @@ class Scheduler:
                 inv.plan.config.backend, inv.observed_s, inv.plan.config.slots
             )
             if ok and self.settings.feedback:
-                self.store.observe(inv.op, inv.plan.config, inv.units, inv.observed_s)
+                # The profile holds run time per unit; the start-up delay is added
+                # back at prediction, so it must not be learned as work.
+                startup_s = self.backends[inv.plan.config.backend].startup_s
+                run_s = max(inv.observed_s - startup_s, 0.0)
+                self.store.observe(inv.op, inv.plan.config, inv.units, run_s)
         if self.pipeline.ops[inv.op].gather and ok:
             self._close_group(inv.group)
         return inv
@@ -258,7 +262,7 @@ class Scheduler:
 
     def plan(self, inv: Invocation, free: Mapping[str, int] | None = None) -> Plan:
         """Target and configuration for `inv` now, within `free` slots if given."""
-        backends = [n for n in self.pipeline.ops[inv.op].backends if n in self.backends]
+        backends = self._allowed_backends(inv.op)
         pool = [
             c
             for c in self.store.configurations(inv.op)
@@ -287,11 +291,16 @@ class Scheduler:
             considered=choice.considered,
         )
 
+    def _allowed_backends(self, op: str) -> list[str]:
+        """Backends of this run that the op declares it may run on."""
+        return [n for n in self.pipeline.ops[op].backends if n in self.backends]
+
     def _commit_plan(self, inv: Invocation, free: Mapping[str, int]) -> Plan | None:
+        allowed = self._allowed_backends(inv.op)
         fits_now = [
             c
             for c in self.store.configurations(inv.op)
-            if c.backend in self.backends and c.slots <= free.get(c.backend, 0)
+            if c.backend in allowed and c.slots <= free.get(c.backend, 0)
         ]
         if not fits_now:
             return None
@@ -357,12 +366,13 @@ class Scheduler:
         last = self._last_config.get(op)
         if self.settings.weight_basis == "chosen" and last is not None:
             return last
+        allowed = self._allowed_backends(op)
         configs = [
             c
             for c in self.store.configurations(op)
-            if c.backend in self.backends
+            if c.backend in allowed
             and self.store.profile(op, c).accuracy >= self.settings.accuracy_floor
-        ] or [c for c in self.store.configurations(op) if c.backend in self.backends]
+        ] or [c for c in self.store.configurations(op) if c.backend in allowed]
         if not configs:
             return None
         return min(configs, key=lambda c: self.store.predict_s_per_unit(op, c))

@@ -1,0 +1,328 @@
+"""Tests of `llama_prefect.core.profiles`: prediction, feedback and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from llama_prefect.core.pipeline import Configuration
+from llama_prefect.core.profiles import RECENT_KEPT, ProfileStore
+from llama_prefect.errors import LlamaError, ProfileError
+
+CPU_A = Configuration.of("local-cpu", {"width_px": 240})
+CPU_B = Configuration.of("local-cpu", {"width_px": 960})
+GPU = Configuration.of("local-gpu", {"width_px": 240})
+
+
+def _store(weight: float = 0.3) -> ProfileStore:
+    store = ProfileStore("p", ewma_weight=weight)
+    store.seed("detect", CPU_A, 2.0, accuracy=0.9, peak_mem_mb=300.0)
+    store.seed("detect", CPU_B, 5.0)
+    store.seed("detect", GPU, 0.5)
+    return store
+
+
+class TestLookup:
+    def test_seeded_prediction_is_the_seed(self):
+        store = _store()
+        assert store.predict_s_per_unit("detect", CPU_A) == 2.0
+        assert store.profile("detect", CPU_A).accuracy == 0.9
+        assert store.profile("detect", CPU_A).peak_mem_mb == 300.0
+
+    def test_configurations_and_has(self):
+        store = _store()
+        assert set(store.configurations("detect")) == {CPU_A, CPU_B, GPU}
+        assert store.configurations("nope") == []
+        assert store.has("detect")
+        assert not store.has("nope")
+
+    def test_unknown_configuration_says_how_to_fix(self):
+        store = _store()
+        with pytest.raises(ProfileError, match="llama-prefect profile"):
+            store.profile("detect", Configuration.of("lambda", {}))
+        with pytest.raises(ProfileError, match="'nope'"):
+            store.predict_s_per_unit("nope", CPU_A)
+
+    @pytest.mark.parametrize("s_per_unit", [0.0, -1.0])
+    def test_seed_must_be_positive(self, s_per_unit):
+        with pytest.raises(ProfileError, match="must be > 0"):
+            ProfileStore("p").seed("detect", CPU_A, s_per_unit)
+
+    def test_seeding_again_resets_what_was_learned_of_the_config(self):
+        store = _store()
+        store.observe("detect", CPU_A, 1.0, 3.0)
+        store.seed("detect", CPU_A, 2.0)
+        prof = store.profile("detect", CPU_A)
+        assert prof.residual == 1.0
+        assert prof.observations == 0
+        assert prof.recent_s_per_unit == []
+
+
+class TestFeedback:
+    def test_prediction_is_seed_times_drift_times_residual(self):
+        store = _store()
+        store.ops["detect"].drift["local-cpu"] = 1.5
+        store.profile("detect", CPU_A).residual = 0.8
+        # 2.0 x 1.5 x 0.8 = 2.4
+        assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(2.4)
+        # CPU_B shares the drift, keeps its own residual 1: 5.0 x 1.5 x 1 = 7.5
+        assert store.predict_s_per_unit("detect", CPU_B) == pytest.approx(7.5)
+        # another backend has its own drift, 1 by default
+        assert store.predict_s_per_unit("detect", GPU) == pytest.approx(0.5)
+
+    def test_one_observation_by_hand(self):
+        store = _store()
+        # 4 units in 12 s: 3 s per unit against a prediction of 2 s.
+        store.observe("detect", CPU_A, 4.0, 12.0)
+
+        # ratio = 3 / 2 = 1.5
+        # drift = 1 x (1 - 0.3 + 0.3 x 1.5) = 1.15
+        # residual = 0.7 x 1 + 0.3 x (3 / (2 x 1.15)) = 0.7 + 0.9 / 2.3
+        drift = 1.15
+        residual = 0.7 + 0.9 / 2.3
+        assert store.ops["detect"].drift["local-cpu"] == pytest.approx(drift)
+        assert store.profile("detect", CPU_A).residual == pytest.approx(residual)
+        # prediction = 2 x 1.15 x residual = 0.7 x 2.3 + 0.3 x 3 = 2.51
+        assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(2.51)
+        assert store.profile("detect", CPU_A).observations == 1
+        assert store.profile("detect", CPU_A).recent_s_per_unit == [3.0]
+
+    def test_two_observations_by_hand(self):
+        store = _store()
+        store.observe("detect", CPU_A, 1.0, 3.0)
+        store.observe("detect", CPU_A, 1.0, 3.0)
+
+        # step 1 (see above): drift 1.15, residual 0.7 + 0.9 / 2.3, prediction 2.51
+        drift_1 = 1.15
+        residual_1 = 0.7 + 0.9 / 2.3
+        # step 2: ratio = 3 / 2.51
+        # drift = 1.15 x (0.7 + 0.3 x 3 / 2.51)
+        # residual = 0.7 x residual_1 + 0.3 x 3 / (2 x drift)
+        drift_2 = drift_1 * (0.7 + 0.3 * 3.0 / 2.51)
+        residual_2 = 0.7 * residual_1 + 0.3 * 3.0 / (2.0 * drift_2)
+        assert store.ops["detect"].drift["local-cpu"] == pytest.approx(drift_2)
+        assert store.profile("detect", CPU_A).residual == pytest.approx(residual_2)
+        assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(
+            2.0 * drift_2 * residual_2
+        )
+        # which is 0.7 x (2 x drift_2 x residual_1) + 0.3 x 3
+        assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(
+            0.7 * 2.0 * drift_2 * residual_1 + 0.9
+        )
+
+    def test_unused_config_moves_with_the_shared_drift_of_its_backend(self):
+        store = _store()
+        store.observe("detect", CPU_A, 1.0, 3.0)
+        # CPU_B was never observed: 5.0 x drift 1.15 x residual 1 = 5.75
+        assert store.predict_s_per_unit("detect", CPU_B) == pytest.approx(5.75)
+        assert store.profile("detect", CPU_B).residual == 1.0
+        # another backend of the same op keeps its seed
+        assert store.predict_s_per_unit("detect", GPU) == pytest.approx(0.5)
+
+    def test_drift_is_per_op(self):
+        store = _store()
+        store.seed("track", CPU_A, 1.0)
+        store.observe("detect", CPU_A, 1.0, 3.0)
+        assert store.predict_s_per_unit("track", CPU_A) == pytest.approx(1.0)
+
+    def test_weight_one_takes_the_last_observation(self):
+        store = _store(weight=1.0)
+        store.observe("detect", CPU_A, 2.0, 7.0)
+        # drift = 1 x (0 + 1 x 3.5 / 2) = 1.75; residual = 3.5 / (2 x 1.75) = 1
+        assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(3.5)
+        assert store.predict_s_per_unit("detect", CPU_B) == pytest.approx(5.0 * 1.75)
+
+    def test_repeated_observations_converge_to_the_true_latency(self):
+        store = _store()
+        for _ in range(30):
+            store.observe("detect", CPU_A, 1.0, 7.0)
+        assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(7.0, rel=0.02)
+
+    def test_two_configs_observed_in_turn_both_converge(self):
+        # CPU_A really takes 3.5x its seed and CPU_B 1.2x; they share one drift.
+        store = _store()
+        rng = random.Random(7)
+        for _ in range(200):
+            if rng.random() < 0.5:
+                store.observe("detect", CPU_A, 1.0, 2.0 * 3.5)
+            else:
+                store.observe("detect", CPU_B, 1.0, 5.0 * 1.2)
+        assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(7.0, rel=0.02)
+        assert store.predict_s_per_unit("detect", CPU_B) == pytest.approx(6.0, rel=0.02)
+
+    def test_observe_unprofiled_config_raises(self):
+        with pytest.raises(ProfileError):
+            _store().observe("detect", Configuration.of("lambda", {}), 1.0, 1.0)
+
+
+class TestQuantile:
+    def test_without_observations_the_prediction(self):
+        store = _store()
+        assert store.quantile_s_per_unit("detect", CPU_A, 0.9) == 2.0
+
+    def test_quantile_of_recent_observations(self):
+        store = _store()
+        values = [float(v) for v in range(1, 11)]  # 1 .. 10 s per unit
+        random.Random(3).shuffle(values)
+        for v in values:
+            store.observe("detect", CPU_A, 2.0, 2.0 * v)
+        # 10 sorted values; q = 0.75 sits between the 7th and 8th: 7.5 rounds up to 8
+        assert store.quantile_s_per_unit("detect", CPU_A, 0.75) == 8.0
+        assert store.quantile_s_per_unit("detect", CPU_A, 0.0) == 1.0
+        assert store.quantile_s_per_unit("detect", CPU_A, 1.0) == 10.0
+
+    def test_only_the_latest_observations_are_kept(self):
+        store = _store()
+        n = RECENT_KEPT + 6
+        for v in range(1, n + 1):
+            store.observe("detect", CPU_A, 1.0, float(v))
+        recent = store.profile("detect", CPU_A).recent_s_per_unit
+        # values 1 .. n, the last RECENT_KEPT kept: 7 .. n
+        assert recent == [float(v) for v in range(7, n + 1)]
+        assert store.quantile_s_per_unit("detect", CPU_A, 0.0) == 7.0
+
+
+class TestUnitsAndEdges:
+    def test_units_default_until_observed(self):
+        store = _store()
+        assert store.units_per_invocation("detect") == 1.0
+        assert store.units_per_invocation("detect", default=4.0) == 4.0
+
+    def test_units_ewma(self):
+        store = _store()
+        store.observe_units("detect", 10.0)
+        assert store.units_per_invocation("detect") == 10.0  # first sets it
+        store.observe_units("detect", 20.0)
+        # 0.7 x 10 + 0.3 x 20 = 13
+        assert store.units_per_invocation("detect") == pytest.approx(13.0)
+
+    def test_observe_feeds_units(self):
+        store = _store()
+        store.observe("detect", CPU_A, 8.0, 16.0)
+        assert store.units_per_invocation("detect") == 8.0
+
+    def test_edge_ewma(self):
+        store = _store()
+        store.observe_edge("split", "detect", 4.0)
+        assert store.edge_rates[("split", "detect")] == 4.0
+        store.observe_edge("split", "detect", 8.0)
+        # 0.7 x 4 + 0.3 x 8 = 5.2
+        assert store.edge_rates[("split", "detect")] == pytest.approx(5.2)
+
+
+class TestPersistence:
+    @staticmethod
+    def _learned() -> ProfileStore:
+        store = _store()
+        store.observe("detect", CPU_A, 2.0, 5.0)
+        store.observe("detect", GPU, 1.0, 0.7)
+        store.observe_edge("split", "detect", 6.0)
+        store.meta["explored_on"] = "laptop"
+        return store
+
+    def test_save_load_round_trip(self, tmp_path):
+        store = self._learned()
+        path = store.save(tmp_path / "nested" / "profiles.json")
+
+        back = ProfileStore.load(path)
+
+        assert back.to_dict() == store.to_dict()
+        assert back.pipeline == "p"
+        assert back.ewma_weight == 0.3
+        assert back.meta == {"explored_on": "laptop"}
+        assert back.edge_rates == {("split", "detect"): 6.0}
+        assert back.units_per_invocation("detect") == store.units_per_invocation(
+            "detect"
+        )
+        for config in (CPU_A, CPU_B, GPU):
+            assert back.predict_s_per_unit("detect", config) == pytest.approx(
+                store.predict_s_per_unit("detect", config)
+            )
+        assert back.profile("detect", CPU_A).recent_s_per_unit == [2.5]
+
+    def test_file_is_readable_json(self, tmp_path):
+        path = self._learned().save(tmp_path / "profiles.json")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        assert data["format"] == 1
+        assert data["edges"] == {"split->detect": 6.0}
+        assert "local-cpu|width_px=240" in data["ops"]["detect"]["configs"]
+
+    def test_weight_is_kept(self, tmp_path):
+        path = _store(weight=0.5).save(tmp_path / "p.json")
+        assert ProfileStore.load(path).ewma_weight == 0.5
+
+    def test_atomic_write_leaves_no_temporary_files(self, tmp_path):
+        store = self._learned()
+        store.save(tmp_path / "profiles.json")
+        store.save(tmp_path / "profiles.json")  # over an existing file
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["profiles.json"]
+
+    def test_failed_write_keeps_the_old_file_and_no_temporary_files(self, tmp_path):
+        path = tmp_path / "profiles.json"
+        self._learned().save(path)
+        before = path.read_text(encoding="utf-8")
+
+        broken = self._learned()
+        broken.meta["not_json"] = object()
+        with pytest.raises(TypeError):
+            broken.save(path)
+
+        assert path.read_text(encoding="utf-8") == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["profiles.json"]
+
+    def test_missing_file_says_how_to_fix(self, tmp_path):
+        with pytest.raises(ProfileError, match="llama-prefect profile"):
+            ProfileStore.load(tmp_path / "absent.json")
+
+    def test_bad_json_is_a_profile_error(self, tmp_path):
+        path = tmp_path / "profiles.json"
+        path.write_text("{not json", encoding="utf-8")
+        with pytest.raises(ProfileError, match="not valid JSON") as info:
+            ProfileStore.load(path)
+        assert str(path) in str(info.value)
+        assert "llama-prefect profile" in str(info.value)
+
+    @pytest.mark.parametrize("fmt", [99, None, "1"])
+    def test_wrong_format_is_a_profile_error(self, tmp_path, fmt):
+        path = tmp_path / "profiles.json"
+        data = self._learned().to_dict()
+        data["format"] = fmt
+        path.write_text(json.dumps(data), encoding="utf-8")
+        with pytest.raises(ProfileError, match="format must be 1") as info:
+            ProfileStore.load(path)
+        assert repr(fmt) in str(info.value)
+
+    def test_json_that_is_not_an_object_is_a_profile_error(self, tmp_path):
+        path = tmp_path / "profiles.json"
+        path.write_text("[1, 2, 3]", encoding="utf-8")
+        with pytest.raises(
+            ProfileError, match="must hold a JSON object, but holds a list"
+        ):
+            ProfileStore.load(path)
+
+    def test_profile_errors_are_value_errors_and_llama_errors(self):
+        assert issubclass(ProfileError, ValueError)
+        assert issubclass(ProfileError, LlamaError)
+
+
+class TestMergeOps:
+    def test_merge_copies_named_ops_only(self):
+        mine = _store()
+        other = ProfileStore("p")
+        other.seed("detect", CPU_A, 9.0)
+        other.seed("track", CPU_A, 4.0)
+        mine.merge_ops(other, ["detect", "absent"])
+        assert mine.predict_s_per_unit("detect", CPU_A) == 9.0
+        assert not mine.has("track")
+
+
+@pytest.mark.parametrize("weight", [0.0, -0.1, 1.5, float("nan")])
+def test_ewma_weight_must_be_in_zero_one(weight):
+    with pytest.raises(ProfileError, match=r"ewma_weight must be in \(0, 1\]"):
+        ProfileStore("p", ewma_weight=weight)
+
+
+def test_ewma_weight_one_is_allowed():
+    assert ProfileStore("p", ewma_weight=1.0).ewma_weight == 1.0

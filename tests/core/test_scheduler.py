@@ -1,0 +1,581 @@
+"""Tests of `llama_prefect.core.scheduler` on simulated time.
+
+The pipeline is ``split -(fanout 4)-> detect -> merge`` with `merge` a gather op. The
+`detect` op has a slow, cheap CPU configuration (2 s per unit) and a fast, pricier GPU
+configuration (0.5 s per unit); with the shipped prices the GPU one costs more per
+invocation, which the tests check before they rely on it.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llama_prefect.core.clock import SimClock
+from llama_prefect.core.pipeline import Configuration, OpSpec, Pipeline
+from llama_prefect.core.pricing import PriceCatalog
+from llama_prefect.core.profiles import ProfileStore
+from llama_prefect.core.scheduler import BackendSlots, Scheduler, Settings, State
+from llama_prefect.errors import ConfigurationError
+
+CPU, GPU = "local-cpu", "local-gpu"
+SPLIT = Configuration(CPU)
+MERGE = Configuration(CPU)
+DETECT_CPU = Configuration.of(CPU, {"threads": 1})
+DETECT_CPU2 = Configuration.of(CPU, {"threads": 2})
+DETECT_GPU = Configuration.of(GPU, {"threads": 1})
+
+SPLIT_S, DETECT_CPU_S, DETECT_CPU2_S, DETECT_GPU_S, MERGE_S = 0.5, 2.0, 1.2, 0.5, 0.1
+
+
+def _pipeline(detect_backends: tuple[str, ...] = (CPU, GPU)) -> Pipeline:
+    p = Pipeline("video")
+    p.add_op(OpSpec("split", unit="video"))
+    p.add_op(OpSpec("detect", knobs={"threads": (1, 2)}, backends=detect_backends))
+    p.add_op(OpSpec("merge", unit="video", gather=True))
+    p.add_edge("split", "detect", fanout=4)
+    p.add_edge("detect", "merge")
+    return p
+
+
+def _store(*, two_threads: bool = False) -> ProfileStore:
+    store = ProfileStore("video")
+    store.seed("split", SPLIT, SPLIT_S)
+    store.seed("detect", DETECT_CPU, DETECT_CPU_S)
+    store.seed("detect", DETECT_GPU, DETECT_GPU_S)
+    if two_threads:
+        store.seed("detect", DETECT_CPU2, DETECT_CPU2_S)
+    store.seed("merge", MERGE, MERGE_S)
+    return store
+
+
+def _prices() -> dict:
+    text = resources.files("llama_prefect.data").joinpath("prices.json")
+    return json.loads(text.read_text(encoding="utf-8"))["backends"]
+
+
+def _scheduler(
+    *,
+    deadline_s: float = 100.0,
+    cpu: int = 4,
+    gpu: int = 1,
+    gpu_startup_s: float = 0.0,
+    store: ProfileStore | None = None,
+    pipeline: Pipeline | None = None,
+    clock: SimClock | None = None,
+    **switches,
+) -> Scheduler:
+    backends = {CPU: BackendSlots(CPU, cpu)}
+    if gpu:
+        backends[GPU] = BackendSlots(GPU, gpu, startup_s=gpu_startup_s)
+    return Scheduler(
+        pipeline or _pipeline(),
+        store or _store(),
+        PriceCatalog.load(),
+        backends,
+        Settings(deadline_s=deadline_s, **switches),
+        clock=clock or SimClock(),
+    )
+
+
+def _run(sched: Scheduler, inv_id: str, op: str, group: str, clock: SimClock, s: float):
+    """Adds, readies, commits and finishes one invocation that takes `s` seconds."""
+    sched.add(inv_id, op, 1.0, group)
+    sched.mark_ready(inv_id)
+    assert [i.id for i in sched.commit_ready()] == [inv_id]
+    clock.advance(s)
+    return sched.finish(inv_id, ok=True)
+
+
+def test_gpu_detect_is_faster_but_costs_more_with_shipped_prices():
+    prices = _prices()
+    cpu_usd = DETECT_CPU_S * prices[CPU]["usd_per_slot_s"]
+    gpu_usd = DETECT_GPU_S * prices[GPU]["usd_per_slot_s"]
+    assert DETECT_GPU_S < DETECT_CPU_S
+    assert gpu_usd > cpu_usd
+
+
+class TestLifecycle:
+    def test_add_plans_speculatively_and_waits(self):
+        sched = _scheduler()
+        inv = sched.add("d1", "detect", 1.0, "v1")
+        assert inv.state is State.WAITING
+        assert inv.speculative is not None
+        assert inv.plan is None
+        assert sched.commit_ready() == []  # not ready yet
+
+    def test_ready_invocation_is_committed_and_finished(self):
+        clock = SimClock()
+        sched = _scheduler(clock=clock)
+        sched.add("d1", "detect", 1.0, "v1")
+        sched.mark_ready("d1")
+        (inv,) = sched.commit_ready()
+        assert inv.state is State.RUNNING
+        assert inv.started_s == 0.0
+        assert sched.used_slots()[inv.plan.config.backend] == 1
+
+        clock.advance(1.5)
+        sched.finish("d1", ok=True)
+        assert inv.state is State.DONE
+        assert inv.finished_s == 1.5
+        assert sched.used_slots() == {CPU: 0, GPU: 0}
+
+    def test_failed_invocation_frees_its_slots(self):
+        sched = _scheduler()
+        sched.add("d1", "detect", 1.0, "v1")
+        sched.mark_ready("d1")
+        sched.commit_ready()
+        inv = sched.finish("d1", ok=False, error="boom")
+        assert inv.state is State.FAILED
+        assert inv.error == "boom"
+        assert sched.used_slots() == {CPU: 0, GPU: 0}
+
+    def test_unknown_op_names_known_ops(self):
+        with pytest.raises(ConfigurationError, match="detect.*merge.*split"):
+            _scheduler().add("x", "nope", 1.0, "v1")
+
+    def test_bad_weight_basis_is_rejected(self):
+        with pytest.raises(ConfigurationError, match="weight_basis"):
+            _scheduler(weight_basis="slowest")
+
+    def test_cancel_ends_a_waiting_invocation(self):
+        sched = _scheduler()
+        sched.add("d1", "detect", 1.0, "v1")
+        inv = sched.cancel("d1", "upstream failed")
+        assert inv.state is State.FAILED
+        sched.mark_ready("d1")
+        assert sched.commit_ready() == []
+
+
+class TestCapacity:
+    def test_commit_stops_at_capacity(self):
+        sched = _scheduler(cpu=2, gpu=1)
+        for k in range(5):
+            sched.add(f"d{k}", "detect", 1.0, "v1")
+            sched.mark_ready(f"d{k}")
+        committed = sched.commit_ready()
+        # 2 CPU slots + 1 GPU slot, one slot per invocation
+        assert len(committed) == 3
+        assert sched.used_slots() == {CPU: 2, GPU: 1}
+        assert sched.commit_ready() == []
+
+    def test_two_slot_configs_take_two_slots(self):
+        # 3 CPU slots; "latency" picks the 2-thread config (1.2 s) while 2 are free,
+        # then the 1-thread config (2 s) for the last free slot.
+        sched = _scheduler(
+            cpu=3, gpu=0, store=_store(two_threads=True), objective="latency"
+        )
+        for k in range(3):
+            sched.add(f"d{k}", "detect", 1.0, "v1")
+            sched.mark_ready(f"d{k}")
+        committed = sched.commit_ready()
+        assert [i.plan.config for i in committed] == [DETECT_CPU2, DETECT_CPU]
+        assert sched.used_slots() == {CPU: 3}
+
+        sched.finish(committed[0].id, ok=True)  # frees 2 slots
+        (third,) = sched.commit_ready()
+        assert third.plan.config == DETECT_CPU2
+        assert sched.used_slots() == {CPU: 3}
+
+    def test_config_wider_than_free_slots_waits(self):
+        store = ProfileStore("video")
+        store.seed("detect", DETECT_CPU2, 1.0)
+        sched = _scheduler(cpu=3, gpu=0, store=store)
+        for k in range(2):
+            sched.add(f"d{k}", "detect", 1.0, "v1")
+            sched.mark_ready(f"d{k}")
+        assert len(sched.commit_ready()) == 1
+        assert sched.used_slots() == {CPU: 2}  # the second needs 2, only 1 is free
+        assert sched.invocations["d1"].state is State.READY
+
+    def test_deeper_ops_commit_first(self):
+        clock = SimClock()
+        sched = _scheduler(cpu=1, gpu=0, clock=clock)
+        sched.add("s1", "split", 1.0, "v1")
+        clock.advance(1.0)
+        sched.add("d1", "detect", 1.0, "v2")  # created later, but one level deeper
+        sched.mark_ready("s1")
+        sched.mark_ready("d1")
+        assert [i.id for i in sched.commit_ready()] == ["d1"]
+        sched.finish("d1", ok=True)
+        assert [i.id for i in sched.commit_ready()] == ["s1"]
+
+    def test_same_depth_oldest_first(self):
+        clock = SimClock()
+        sched = _scheduler(cpu=1, gpu=0, clock=clock)
+        sched.add("late", "detect", 1.0, "v1")
+        clock.advance(1.0)
+        sched.add("later", "detect", 1.0, "v1")
+        sched.mark_ready("later")
+        sched.mark_ready("late")
+        assert [i.id for i in sched.commit_ready()] == ["late"]
+
+    def test_backend_the_op_cannot_use_does_not_stop_commit(self):
+        # The store still holds a GPU profile, but detect now runs on CPU only. With
+        # the CPU full and the GPU free, the second invocation must simply wait.
+        sched = _scheduler(cpu=1, gpu=1, pipeline=_pipeline(detect_backends=(CPU,)))
+        for k in range(2):
+            sched.add(f"d{k}", "detect", 1.0, "v1")
+            sched.mark_ready(f"d{k}")
+        (first,) = sched.commit_ready()
+        assert first.plan.config == DETECT_CPU
+        assert sched.invocations["d1"].state is State.READY
+
+    def test_work_estimate_uses_only_backends_the_op_can_use(self):
+        # detect cannot run on the GPU, so its work ahead is weighed at CPU speed.
+        sched = _scheduler(pipeline=_pipeline(detect_backends=(CPU,)))
+        sched.add("s1", "split", 1.0, "v1")
+        stage = sched.stage_estimates()["detect"]
+        assert stage.invocation_s == pytest.approx(DETECT_CPU_S)
+        assert stage.parallelism == 4.0
+
+
+class TestTargetsAndLateCommit:
+    # Stage estimates while v1's split is unfinished (expected counts 1, 4, 1),
+    # each op weighed at its fastest configuration:
+    #   split:  1 x 0.5 / min(4 slots, 1)  = 0.5 s
+    #   detect: 4 x 0.5 (GPU) / 1 GPU slot  = 2.0 s
+    #   merge:  1 x 0.1 / min(4 slots, 1)  = 0.1 s
+    # A detect invocation weighs its fastest candidate, 0.5 s, against the work on
+    # its only path, detect 2.0 + merge 0.1 = 2.1 s: target = R x 0.5 / 2.1.
+    SHARE = 0.5 / 2.1
+
+    def test_speculative_target_by_hand(self):
+        sched = _scheduler(deadline_s=100.0)
+        sched.add("s1", "split", 1.0, "v1")
+        inv = sched.add("d1", "detect", 1.0, "v1")
+        assert inv.speculative.target_s == pytest.approx(100.0 * self.SHARE)
+        assert inv.speculative.path == ("detect", "merge")
+        assert inv.speculative.time_left_s == 100.0
+        # 23.8 s leaves room for the cheap CPU configuration (2 s)
+        assert inv.speculative.config == DETECT_CPU
+        assert not inv.speculative.predicted_miss
+
+    def test_source_target_by_hand(self):
+        sched = _scheduler(deadline_s=100.0)
+        inv = sched.add("s1", "split", 1.0, "v1")
+        # split's path is split 0.5 + detect 2.0 + merge 0.1 = 2.6 s; own 0.5 s
+        assert inv.speculative.target_s == pytest.approx(100.0 * 0.5 / 2.6)
+
+    def test_targets_differ_with_time_left(self):
+        clock = SimClock()
+        sched = _scheduler(deadline_s=100.0, clock=clock)
+        sched.add("s1", "split", 1.0, "v1")
+        first = sched.add("d1", "detect", 1.0, "v1")
+        clock.advance(40.0)
+        second = sched.add("d2", "detect", 1.0, "v1")
+        # the same work ahead, 100 s then 60 s left
+        assert first.speculative.target_s == pytest.approx(100.0 * self.SHARE)
+        assert second.speculative.target_s == pytest.approx(60.0 * self.SHARE)
+
+    def test_late_commit_replans_with_less_time(self):
+        clock = SimClock()
+        sched = _scheduler(deadline_s=100.0, clock=clock)
+        sched.add("s1", "split", 1.0, "v1")
+        inv = sched.add("d1", "detect", 1.0, "v1")
+        assert inv.speculative.config == DETECT_CPU
+
+        clock.advance(95.0)
+        sched.mark_ready("d1")
+        sched.commit_ready()
+        # 5 s left: target 5 x 0.5 / 2.1 = 1.19 s; CPU (2 s) misses, GPU (0.5 s) fits
+        assert inv.plan.target_s == pytest.approx(5.0 * self.SHARE)
+        assert inv.plan.config == DETECT_GPU
+        assert inv.plan.cost_usd > inv.speculative.cost_usd
+        assert not inv.plan.predicted_miss
+
+    def test_without_late_commit_the_speculative_plan_is_kept(self):
+        clock = SimClock()
+        sched = _scheduler(deadline_s=100.0, clock=clock, late_commit=False)
+        sched.add("s1", "split", 1.0, "v1")
+        inv = sched.add("d1", "detect", 1.0, "v1")
+        clock.advance(95.0)
+        sched.mark_ready("d1")
+        sched.commit_ready()
+        assert inv.plan == inv.speculative
+        assert inv.plan.config == DETECT_CPU
+
+    def test_deadline_passed_takes_the_fastest_and_predicts_a_miss(self):
+        clock = SimClock()
+        sched = _scheduler(deadline_s=10.0, clock=clock)
+        clock.advance(12.0)
+        inv = sched.add("d1", "detect", 1.0, "v1")
+        assert inv.speculative.target_s == 0.0
+        assert inv.speculative.time_left_s == -2.0
+        assert inv.speculative.config == DETECT_GPU
+        assert inv.speculative.predicted_miss
+
+
+class TestFinishAndFeedback:
+    @staticmethod
+    def _run_on_gpu(clock: SimClock, **switches) -> Scheduler:
+        sched = _scheduler(deadline_s=100.0, clock=clock, **switches)
+        sched.add("d1", "detect", 1.0, "v1")
+        clock.advance(95.0)  # so late commit picks the GPU
+        sched.mark_ready("d1")
+        sched.commit_ready()
+        assert sched.invocations["d1"].plan.config == DETECT_GPU
+        clock.advance(0.7)
+        sched.finish("d1", ok=True)
+        return sched
+
+    def test_finish_measures_latency_and_cost_from_clock_and_prices(self):
+        sched = self._run_on_gpu(SimClock())
+        inv = sched.invocations["d1"]
+        gpu = _prices()[GPU]
+        assert inv.started_s == 95.0
+        assert inv.observed_s == pytest.approx(0.7)  # 95.7 - 95.0
+        # 0.7 s x 1 slot x price per slot second + fee
+        expected = 0.7 * 1 * gpu["usd_per_slot_s"] + gpu.get("usd_per_invocation", 0.0)
+        assert inv.cost_usd == pytest.approx(expected)
+
+    def test_feedback_corrects_the_profile(self):
+        sched = self._run_on_gpu(SimClock())
+        # 0.7 s per unit against 0.5: ratio 1.4, drift 0.7 + 0.3 x 1.4 = 1.12,
+        # prediction 0.7 x (0.5 x 1.12) + 0.3 x 0.7 = 0.392 + 0.21 = 0.602
+        assert sched.store.predict_s_per_unit("detect", DETECT_GPU) == pytest.approx(
+            0.602
+        )
+        assert sched.store.profile("detect", DETECT_GPU).observations == 1
+
+    def test_no_feedback_leaves_the_profile(self):
+        sched = self._run_on_gpu(SimClock(), feedback=False)
+        assert sched.store.predict_s_per_unit("detect", DETECT_GPU) == DETECT_GPU_S
+        assert sched.store.profile("detect", DETECT_GPU).observations == 0
+
+    def test_failed_invocation_teaches_nothing(self):
+        sched = _scheduler()
+        sched.add("d1", "detect", 1.0, "v1")
+        sched.mark_ready("d1")
+        (inv,) = sched.commit_ready()
+        sched.finish("d1", ok=False, error="boom")
+        assert sched.store.profile("detect", inv.plan.config).observations == 0
+
+    def test_start_up_delay_is_not_learned_as_work(self):
+        # GPU start-up 0.3 s, run exactly as profiled (0.5 s): the wall time from
+        # commit to finish is 0.8 s, but the per-unit profile must stay at 0.5 s,
+        # or the start-up would be counted twice in the next prediction.
+        clock = SimClock()
+        sched = _scheduler(
+            deadline_s=100.0, clock=clock, gpu_startup_s=0.3, objective="latency"
+        )
+        sched.add("d1", "detect", 1.0, "v1")
+        sched.mark_ready("d1")
+        (inv,) = sched.commit_ready()
+        assert inv.plan.config == DETECT_GPU
+        assert inv.plan.predicted_s == pytest.approx(0.8)  # 0.5 run + 0.3 start-up
+        clock.advance(0.8)
+        sched.finish("d1", ok=True)
+        assert inv.observed_s == pytest.approx(0.8)
+        assert sched.store.predict_s_per_unit("detect", DETECT_GPU) == pytest.approx(
+            0.5
+        )
+
+
+class TestGroups:
+    def test_group_close_learns_edge_rates(self):
+        clock = SimClock()
+        sched = _scheduler(clock=clock)
+        _run(sched, "s1", "split", "v1", clock, 0.5)
+        for k in range(3):
+            _run(sched, f"d{k}", "detect", "v1", clock, 2.0)
+        assert sched.store.edge_rates == {}  # nothing learned before the gather ends
+        _run(sched, "m1", "merge", "v1", clock, 0.1)
+        # 3 detects from 1 split; the edge into the gather op is not a rate
+        assert sched.store.edge_rates == {("split", "detect"): 3.0}
+
+        _run(sched, "s2", "split", "v2", clock, 0.5)
+        for k in range(5):
+            _run(sched, f"e{k}", "detect", "v2", clock, 2.0)
+        _run(sched, "m2", "merge", "v2", clock, 0.1)
+        # EWMA: 0.7 x 3 + 0.3 x 5 = 3.6
+        assert sched.store.edge_rates[("split", "detect")] == pytest.approx(3.6)
+
+    def test_no_feedback_learns_no_edge_rates(self):
+        clock = SimClock()
+        sched = _scheduler(clock=clock, feedback=False)
+        _run(sched, "s1", "split", "v1", clock, 0.5)
+        _run(sched, "d1", "detect", "v1", clock, 2.0)
+        _run(sched, "m1", "merge", "v1", clock, 0.1)
+        assert sched.store.edge_rates == {}
+
+    def test_remaining_invocations_by_hand(self):
+        clock = SimClock()
+        sched = _scheduler(clock=clock)
+        assert sched.remaining_invocations() == {}
+
+        sched.add("s1", "split", 1.0, "v1")
+        # v1's split is unfinished: one source's worth, 1 split, 1 x 4 detect, 1 merge
+        assert sched.remaining_invocations() == {"split": 1, "detect": 4, "merge": 1}
+        sched.add("s2", "split", 1.0, "v2")
+        assert sched.remaining_invocations() == {"split": 2, "detect": 8, "merge": 2}
+
+        sched.mark_ready("s1")
+        sched.commit_ready()
+        sched.finish("s1", ok=True)
+        for k in range(3):
+            sched.add(f"d{k}", "detect", 1.0, "v1")
+            sched.mark_ready(f"d{k}")
+        sched.commit_ready()
+        sched.finish("d0", ok=True)
+        # v1: split done (0), 2 detects unfinished, merge not created yet (1)
+        # v2: 1, 4, 1 as before
+        assert sched.remaining_invocations() == {
+            "split": 0 + 1,
+            "detect": 2 + 4,
+            "merge": 1 + 1,
+        }
+
+        sched.add("m1", "merge", 1.0, "v1")
+        sched.finish("d1", ok=True)
+        sched.finish("d2", ok=True)
+        # v1: no detect left, merge created and unfinished (1)
+        assert sched.remaining_invocations() == {"split": 1, "detect": 4, "merge": 2}
+
+        sched.mark_ready("m1")
+        sched.commit_ready()
+        sched.finish("m1", ok=True)
+        # v1 is closed and taught split->detect = 3/1; v2 now expects 1 x 3 detects
+        assert sched.remaining_invocations() == {"split": 1, "detect": 3, "merge": 1}
+
+    def test_remaining_counts_what_unfinished_inner_ops_will_create(self):
+        # split -(4)-> seg -(2)-> det -> merge (gather); counts 1, 4, 8, 1
+        p = Pipeline("deep")
+        p.add_op(OpSpec("split"))
+        p.add_op(OpSpec("seg"))
+        p.add_op(OpSpec("det"))
+        p.add_op(OpSpec("merge", gather=True))
+        p.add_edge("split", "seg", fanout=4)
+        p.add_edge("seg", "det", fanout=2)
+        p.add_edge("det", "merge")
+        store = ProfileStore("deep")
+        for op in p.ops:
+            store.seed(op, Configuration(CPU), 0.1)
+        sched = _scheduler(cpu=8, gpu=0, store=store, pipeline=p)
+
+        sched.add("s", "split", 1.0, "v")
+        sched.mark_ready("s")
+        sched.commit_ready()
+        sched.finish("s", ok=True)
+        for k in range(3):
+            sched.add(f"g{k}", "seg", 1.0, "v")
+            sched.mark_ready(f"g{k}")
+        sched.commit_ready()
+        sched.finish("g0", ok=True)
+        sched.add("d0", "det", 1.0, "v")  # the finished seg made one det so far
+
+        assert sched.remaining_invocations() == pytest.approx(
+            {
+                "split": 0.0,
+                "seg": 2.0,  # 2 unfinished
+                "det": 1.0 + 2 * 8 / 4,  # 1 unfinished + 2 segs x 2 dets each = 5
+                "merge": 1.0,  # not created yet
+            }
+        )
+
+
+# -- property: random event sequences --------------------------------------------------
+
+_OPS = ("split", "detect", "detect", "merge")  # detect twice: more contention
+
+_add = st.tuples(st.just("add"), st.sampled_from(_OPS), st.integers(0, 2))
+_events = st.lists(
+    st.one_of(
+        _add,
+        _add,
+        st.tuples(st.just("ready"), st.integers(0, 50)),
+        st.tuples(st.just("commit")),
+        st.tuples(st.just("finish"), st.integers(0, 50), st.booleans()),
+        st.tuples(st.just("advance"), st.sampled_from([0.1, 1.0, 7.0, 40.0])),
+    ),
+    min_size=15,
+    max_size=60,
+)
+
+
+def _check_slots(sched: Scheduler) -> None:
+    held = dict.fromkeys(sched.backends, 0)
+    for inv in sched.invocations.values():
+        if inv.state is State.RUNNING:
+            held[inv.plan.config.backend] += inv.plan.config.slots
+    assert held == sched.used_slots()
+    for name, backend in sched.backends.items():
+        assert 0 <= held[name] <= backend.capacity
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(
+    events=_events,
+    cpu=st.integers(2, 4),
+    gpu=st.integers(0, 2),
+    objective=st.sampled_from(["cost", "latency", "cheapest"]),
+    late_commit=st.booleans(),
+    detect_backends=st.sampled_from([(CPU,), (CPU, GPU)]),
+    deadline_s=st.sampled_from([5.0, 60.0, 1000.0]),
+)
+def test_random_events_respect_capacity_and_end_each_invocation_once(
+    events, cpu, gpu, objective, late_commit, detect_backends, deadline_s
+):
+    clock = SimClock()
+    sched = _scheduler(
+        deadline_s=deadline_s,
+        cpu=cpu,
+        gpu=gpu,
+        clock=clock,
+        store=_store(two_threads=True),
+        pipeline=_pipeline(detect_backends),
+        objective=objective,
+        late_commit=late_commit,
+    )
+    ids: list[str] = []
+    committed: dict[str, int] = {}
+    ended: dict[str, int] = {}
+
+    def commit() -> None:
+        for inv in sched.commit_ready():
+            committed[inv.id] = committed.get(inv.id, 0) + 1
+        _check_slots(sched)
+
+    def end(inv_id: str, ok: bool) -> None:
+        sched.finish(inv_id, ok=ok)
+        ended[inv_id] = ended.get(inv_id, 0) + 1
+        _check_slots(sched)
+
+    for event in events:
+        kind = event[0]
+        if kind == "add":
+            ids.append(f"i{len(ids)}")
+            sched.add(ids[-1], event[1], 1.0, f"g{event[2]}")
+        elif kind == "ready" and ids:
+            sched.mark_ready(ids[event[1] % len(ids)])
+        elif kind == "commit":
+            commit()
+        elif kind == "finish" and ids:
+            inv = sched.invocations[ids[event[1] % len(ids)]]
+            if inv.state is State.RUNNING:
+                end(inv.id, event[2])
+        elif kind == "advance":
+            clock.advance(event[1])
+
+    # Drain: everything becomes ready and runs to its end.
+    for inv_id in ids:
+        sched.mark_ready(inv_id)
+    while True:
+        commit()
+        running = [i for i in sched.invocations.values() if i.state is State.RUNNING]
+        if not running:
+            break
+        clock.advance(1.0)
+        for inv in running:
+            end(inv.id, True)
+
+    assert all(sched.invocations[i].state in (State.DONE, State.FAILED) for i in ids), (
+        "ready work was left uncommitted with every slot free"
+    )
+    assert committed == dict.fromkeys(ids, 1)
+    assert ended == dict.fromkeys(ids, 1)
+    assert sched.used_slots() == dict.fromkeys(sched.backends, 0)
