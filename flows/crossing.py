@@ -86,11 +86,13 @@ def build_pipeline() -> Pipeline:
             knobs={
                 "decoder": DECODERS,
                 "sample_every": (2, 5, 10),
-                "width_px": (640, 480, 320),
-                "win_stride_px": (4, 8, 16),
+                "width_px": (768, 640),
+                "win_stride_px": (8, 16),
                 "threads": (1, 2),
             },
-            reference={"sample_every": 2, "width_px": 640, "win_stride_px": 4},
+            # HOG finds people at least 128 px tall: below the native 768 px of the
+            # street footage it misses about half of them.
+            reference={"sample_every": 2, "width_px": 768, "win_stride_px": 8},
             units_of=_segment_frames,
             group_of=_segment_video,
         )
@@ -477,46 +479,75 @@ def _motion_agreement(outputs: Sequence[Any], reference: Sequence[Any]) -> float
     return _mean(1.0 if s else 0.0 for s in same)
 
 
-def sample_segments(
-    videos: Sequence[str], segment_s: float = 4.0, limit: int = 4
-) -> list[Segment]:
-    """A few segments spread over the archive, for exploration."""
+@dataclass
+class SampleWork:
+    """Segments to explore on, chosen from the archive itself.
+
+    Attributes:
+        spread: Segments with low, middling and high motion, for the motion op.
+        busy: Moving segments where people are seen, for the people and face ops
+            (a detector measured on empty footage learns nothing about accuracy).
+        segments_per_video: Mean segments per video (the split's fan-out).
+        moving_share: Share of the scored segments that have motion.
+    """
+
+    spread: list[Segment]
+    busy: list[Segment]
+    segments_per_video: float
+    moving_share: float
+
+
+def sample_work(videos: Sequence[str], segment_s: float = 4.0) -> SampleWork:
+    """Scores two segments per video for motion and people; picks exploration inputs."""
     per_video = [split_video(probe(v), segment_s) for v in videos]
-    picked: list[Segment] = []
-    for rank in range(max((len(s) for s in per_video), default=0)):
-        for segments in per_video:
-            middle = len(segments) // 2
-            index = (middle + rank) % len(segments) if segments else None
-            if index is not None and len(picked) < limit and rank < len(segments):
-                picked.append(segments[index])
-    return picked
+    candidates = [
+        segs[i]
+        for segs in per_video
+        for i in sorted({len(segs) // 3, 2 * len(segs) // 3})
+    ]
+    scored = [
+        (video_ops.motion_score(s, sample_every=4, width_px=160), s) for s in candidates
+    ]
+    scored.sort(key=lambda pair: pair[0].score, reverse=True)
+    by_score = [s for _, s in scored]
+    spread = [by_score[0], by_score[len(by_score) // 2], by_score[-1]]
+    return SampleWork(
+        spread=list({s.video + str(s.index): s for s in spread}.values()),
+        busy=_most_people([s for m, s in scored if m.moving] or by_score, 2),
+        segments_per_video=_mean(len(segs) for segs in per_video),
+        moving_share=_mean(1.0 if m.moving else 0.0 for m, _ in scored),
+    )
 
 
-def exploration_probes(videos: Sequence[str], segment_s: float = 4.0) -> dict[str, Any]:
+def _most_people(segments: Sequence[Segment], count: int) -> list[Segment]:
+    """The `count` segments where a quick look at a few frames finds most people."""
+    seen = [
+        (_mean(video_ops.count_people(s, sample_every=10, width_px=768).counts), s)
+        for s in segments
+    ]
+    seen.sort(key=lambda pair: pair[0], reverse=True)
+    return [s for _, s in seen[:count]]
+
+
+def exploration_probes(work: SampleWork, videos: Sequence[str]) -> dict[str, Any]:
     """How to measure each op of the crossing pipeline on sample work."""
     from llama_prefect.tuning.explore import OpProbe
 
-    segments = sample_segments(videos, segment_s)
-    seg_inputs = [{"segment": s} for s in segments]
-    info = probe(videos[0])
+    spread = [{"segment": s} for s in work.spread]
+    busy = [{"segment": s} for s in work.busy]
+    gather_input = {
+        "info": probe(videos[0]),
+        "people_results": [],
+        "face_results": [],
+        "segments": 1,
+        "segments_with_motion": 0,
+    }
     return {
         "split": OpProbe(split.fn, [{"video": v} for v in videos[:2]], lambda p: 1.0),
-        "motion": OpProbe(motion.fn, seg_inputs, _segment_frames, _motion_agreement),
-        "people": OpProbe(people.fn, seg_inputs, _segment_frames, _count_agreement),
-        "faces": OpProbe(faces.fn, seg_inputs[:2], _segment_frames, _count_agreement),
-        "aggregate": OpProbe(
-            aggregate.fn,
-            [
-                {
-                    "info": info,
-                    "people_results": [],
-                    "face_results": [],
-                    "segments": 1,
-                    "segments_with_motion": 0,
-                }
-            ],
-            lambda p: 1.0,
-        ),
+        "motion": OpProbe(motion.fn, spread, _segment_frames, _motion_agreement),
+        "people": OpProbe(people.fn, busy, _segment_frames, _count_agreement),
+        "faces": OpProbe(faces.fn, busy, _segment_frames, _count_agreement),
+        "aggregate": OpProbe(aggregate.fn, [gather_input], lambda p: 1.0),
     }
 
 
@@ -535,30 +566,18 @@ def seed_profiles(
     from llama_prefect.backends.local import local_gpu
 
     backends = [LOCAL_CPU] + ([LOCAL_GPU] if local_gpu().available() else [])
+    work = sample_work(videos, segment_s)
     result = explore(
         PIPELINE,
-        exploration_probes(videos, segment_s),
+        exploration_probes(work, videos),
         backends=backends,
         n_trials=n_trials,
         journal_path=journal_path,
         progress=progress,
     )
-    _seed_edge_priors(result, videos, segment_s)
+    # The declared fan-out and branch odds are replaced by what this archive shows.
+    result.store.observe_edge("split", "motion", work.segments_per_video)
+    result.store.observe_edge("motion", "people", work.moving_share)
     result.store.meta["measured_on"] = [str(v) for v in videos]
     result.store.save(profile_path)
     return result
-
-
-def _seed_edge_priors(result: Any, videos: Sequence[str], segment_s: float) -> None:
-    """Sets fan-out and branch odds from what the reference configurations saw."""
-    store = result.store
-    counts = [len(split_video(probe(v), segment_s)) for v in videos]
-    store.observe_edge("split", "motion", _mean(counts))
-    motion_runs = result.measurements.get("motion", [])
-    if motion_runs:
-        ref = video_ops.motion_score
-        moving = [
-            ref(s, sample_every=1, width_px=320).moving
-            for s in sample_segments(videos, segment_s)
-        ]
-        store.observe_edge("motion", "people", _mean(1.0 if m else 0.0 for m in moving))

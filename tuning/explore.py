@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llama_prefect.core.pipeline import DEVICE_KNOB, Configuration, OpSpec, Pipeline
+from llama_prefect.core.pipeline import (
+    DEVICE_KNOB,
+    THREADS_KNOB,
+    Configuration,
+    OpSpec,
+    Pipeline,
+)
 from llama_prefect.core.pricing import PriceCatalog
 from llama_prefect.core.profiles import ProfileStore
 from llama_prefect.errors import LlamaError
@@ -121,6 +127,7 @@ def explore_op(
     """
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     grid = spec.configurations([backend])
     reference = spec.reference_configuration(backend)
     ref = measure(probe, reference, prices, timeout_s=timeout_s)
@@ -156,15 +163,35 @@ def explore_op(
         m = done[config.key]
         return m.s_per_unit, m.cost_usd_per_unit, m.accuracy
 
+    callbacks = [lambda *_: on_trial()] if on_trial else None
     budget = min(n_trials, len(grid))
-    study.optimize(
-        objective,
-        n_trials=budget,
-        catch=(Exception,),
-        callbacks=[lambda *_: on_trial()] if on_trial else None,
-    )
+    study.optimize(objective, n_trials=budget, catch=(Exception,), callbacks=callbacks)
+
+    # The threads knob trades cost for latency at equal accuracy; measure the other
+    # thread counts of the front's configurations so the runner has both sides.
+    siblings = _thread_siblings(spec, pareto_front(list(done.values())), done)
+    for knobs in siblings:
+        study.enqueue_trial({k: v for k, v in knobs.items() if k in searched})
+    if siblings:
+        study.optimize(objective, n_trials=len(siblings), catch=(Exception,))
     failed = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.FAIL)
     return list(done.values()), failed
+
+
+def _thread_siblings(
+    spec: OpSpec, front: Sequence[Measurement], done: Mapping[str, Measurement]
+) -> list[dict[str, Any]]:
+    """Knob values of the front's configurations with the other thread counts."""
+    if THREADS_KNOB not in spec.knobs:
+        return []
+    wanted: dict[str, dict[str, Any]] = {}
+    for m in front:
+        for threads in spec.knobs[THREADS_KNOB]:
+            knobs = {**m.config.as_dict(), THREADS_KNOB: threads}
+            key = Configuration.of(m.config.backend, knobs).key
+            if key not in done:
+                wanted[key] = knobs
+    return list(wanted.values())
 
 
 def pareto_front(measurements: Sequence[Measurement]) -> list[Measurement]:

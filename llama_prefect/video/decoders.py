@@ -182,6 +182,9 @@ def _read_pyav(segment: Segment, wanted: list[int]) -> Iterator[tuple[int, np.nd
             if index > wanted[-1]:
                 break
             if index in want:
+                # Two timestamps can round to one number on a variable-rate file;
+                # the first frame keeps it.
+                want.discard(index)
                 yield index, frame.to_ndarray(format="rgb24")
 
 

@@ -35,7 +35,7 @@ class VideoInfo(BaseModel):
     """What a pipeline needs to know about one video file.
 
     Attributes:
-        path: Path of the file, as given to `probe`.
+        path: Path of the file, as a string.
         fps: Average frame rate of the video stream, frames per second.
         num_frames: Frames in the video stream, counted from its packets.
         width_px: Frame width in pixels.
@@ -120,22 +120,7 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
     _check_file(file)
     try:
         with av.open(str(file)) as container:
-            if not container.streams.video:
-                raise VideoError(
-                    f"{file} has no video stream (streams: {len(container.streams)}). "
-                    "Pass a file with video, e.g. an .mp4 or .avi from a camera."
-                )
-            stream = container.streams.video[0]
-            fps = _stream_fps(stream, file)
-            num_frames = _count_packets(container, stream)
-            info = VideoInfo(
-                path=str(path),
-                fps=fps,
-                num_frames=num_frames,
-                width_px=stream.codec_context.width,
-                height_px=stream.codec_context.height,
-                codec=stream.codec_context.name,
-            )
+            info = _describe(container, file)
     except av.FFmpegError as exc:
         raise VideoError(
             f"{file} cannot be read as a video: {exc}. Check that it is a complete "
@@ -201,6 +186,24 @@ def _check_file(file: Path) -> None:
             f"{file} is empty (0 bytes). The copy or download that made it probably "
             "failed; fetch the file again."
         )
+
+
+def _describe(container: InputContainer, file: Path) -> VideoInfo:
+    """Describe the first video stream of an open container."""
+    if not container.streams.video:
+        raise VideoError(
+            f"{file} has no video stream (streams: {len(container.streams)}). "
+            "Pass a file with video, e.g. an .mp4 or .avi from a camera."
+        )
+    stream = container.streams.video[0]
+    return VideoInfo(
+        path=os.fspath(file),
+        fps=_stream_fps(stream, file),
+        num_frames=_count_packets(container, stream),
+        width_px=stream.codec_context.width,
+        height_px=stream.codec_context.height,
+        codec=stream.codec_context.name,
+    )
 
 
 def _stream_fps(stream: VideoStream, file: Path) -> float:
