@@ -79,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
         help="never choose configurations less accurate than this (0.8)",
     )
     run.add_argument(
+        "--segment-s",
+        type=float,
+        default=4.0,
+        help="length of the segments each video is cut into, in seconds (4)",
+    )
+    run.add_argument(
         "--report",
         default="runs/latest/report.json",
         help="where to write the JSON run report (runs/latest/report.json)",
@@ -153,6 +159,7 @@ def _run(args: argparse.Namespace) -> int:
         slo_s=args.slo_s,
         objective=args.objective,
         accuracy_floor=args.accuracy_floor,
+        segment_s=args.segment_s,
         report_path=str(args.report),
     )
     _print_summary(report, args.report)

@@ -3,13 +3,14 @@
 For every (op, configuration) the store keeps the latency per unit of work that the
 offline exploration measured (the seed), the accuracy against the op's reference
 configuration, and peak memory. Every finished invocation corrects the prediction in two
-layers, each an exponentially weighted moving average (weight `ewma_weight`, 0.3):
+layers, exponentially weighted moving averages (weight `ewma_weight`, 0.3):
 
 * a drift ratio shared by all configurations of one op on one backend (observed over
-  predicted-from-seed), so a slowdown seen on the configurations in use also moves the
-  ones not in use; a configuration over-estimated once is therefore not
-  shunned for good;
-* a residual per configuration for what the shared ratio does not explain.
+  seed, whichever configuration ran), so a slowdown or speed-up seen on the
+  configurations in use also moves the ones not in use; a configuration
+  over-estimated once is therefore not shunned for good;
+* a residual per configuration for what the shared ratio does not explain, learned
+  at a quarter of that weight so that the drift takes what all configurations share.
 
 The prediction is ``seed x drift(op, backend) x residual(config)``. The store also
 learns the work units of an invocation of each op and the rate of each edge (fan-out
@@ -32,6 +33,8 @@ from llama_prefect.core.pipeline import Configuration
 from llama_prefect.errors import ProfileError
 
 FORMAT_VERSION = 1
+#: How fast a configuration's residual learns, relative to the shared drift (ours).
+RESIDUAL_SHARE = 0.25
 #: Observations kept per configuration for quantiles.
 RECENT_KEPT = 64
 
@@ -161,13 +164,18 @@ class ProfileStore:
         ops = self.ops[op]
         w = self.ewma_weight
 
-        # The shared drift takes the part of the error that all configurations of
-        # this op and backend share; the residual keeps what is left for this one.
+        # The shared drift moves by the whole error of the prediction; the residual
+        # moves toward what the new drift leaves unexplained, but RESIDUAL_SHARE
+        # times slower. A change of content or machine seen through the
+        # configurations in use thus lands mostly in the drift and reaches every
+        # configuration of this op and backend; what one configuration does unlike
+        # the others builds up in its residual over several observations.
         old_drift = ops.drift.get(config.backend, 1.0)
         new_drift = old_drift * (1 - w + w * ratio)
         ops.drift[config.backend] = new_drift
         target_residual = per_unit / (prof.seed_s_per_unit * new_drift)
-        prof.residual = (1 - w) * prof.residual + w * target_residual
+        w_res = w * RESIDUAL_SHARE
+        prof.residual = (1 - w_res) * prof.residual + w_res * target_residual
         prof.observations += 1
         prof.recent_s_per_unit = (prof.recent_s_per_unit + [per_unit])[-RECENT_KEPT:]
         self.observe_units(op, units)

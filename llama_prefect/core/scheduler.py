@@ -17,8 +17,8 @@ from __future__ import annotations
 import enum
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
@@ -175,6 +175,7 @@ class Scheduler:
         self.invocations: dict[str, Invocation] = {}
         self._groups: dict[str, _Group] = defaultdict(_Group)
         self._used: dict[str, int] = {name: 0 for name in self.backends}
+        self._running: dict[str, Invocation] = {}
         self._last_config: dict[str, Configuration] = {}
         self._depth = {op: pipeline.depth(op) for op in pipeline.ops}
 
@@ -202,7 +203,12 @@ class Scheduler:
             inv.state = State.READY
 
     def commit_ready(self) -> list[Invocation]:
-        """Commits ready invocations while backends have free slots.
+        """Commits ready invocations, deepest op first, while their slots are free.
+
+        An invocation whose chosen configuration needs more slots than are free holds
+        its backend: nothing else is committed there this round, so it is not starved
+        by smaller ones, and the invocations after it choose among the other
+        backends. Its plan counted the wait for those slots.
 
         Returns:
             The invocations committed now, each with its commit-time plan, in order.
@@ -211,19 +217,32 @@ class Scheduler:
             (i for i in self.invocations.values() if i.state is State.READY),
             key=lambda i: (-self._depth[i.op], i.created_s),
         )
-        committed = []
+        committed: list[Invocation] = []
+        held: set[str] = set()
         for inv in ready:
-            free = {n: b.capacity - self._used[n] for n, b in self.backends.items()}
-            if max(free.values(), default=0) <= 0:
-                break
-            plan = self._commit_plan(inv, free)
+            open_backends = [
+                n
+                for n in self._allowed_backends(inv.op)
+                if n not in held and self._free(n) > 0
+            ]
+            if not open_backends:
+                continue
+            plan = self._commit_plan(inv, held)
             if plan is None:
                 continue
+            backend = plan.config.backend
+            if plan.config.slots > self._free(backend):
+                held.add(backend)
+                continue
             inv.plan, inv.state, inv.started_s = plan, State.RUNNING, self.clock.now()
-            self._used[plan.config.backend] += plan.config.slots
+            self._used[backend] += plan.config.slots
+            self._running[inv.id] = inv
             self._last_config[inv.op] = plan.config
             committed.append(inv)
         return committed
+
+    def _free(self, backend: str) -> int:
+        return self.backends[backend].capacity - self._used[backend]
 
     def finish(self, inv_id: str, *, ok: bool, error: str | None = None) -> Invocation:
         """Records the end of a committed invocation and learns from it."""
@@ -233,6 +252,7 @@ class Scheduler:
         inv.state = State.DONE if ok else State.FAILED
         grp = self._groups[inv.group]
         grp.unfinished[inv.op] -= 1
+        self._running.pop(inv.id, None)
         if inv.plan is not None and inv.started_s is not None:
             self._used[inv.plan.config.backend] -= inv.plan.config.slots
             inv.observed_s = now - inv.started_s
@@ -260,16 +280,25 @@ class Scheduler:
 
     # -- planning ----------------------------------------------------------------------
 
-    def plan(self, inv: Invocation, free: Mapping[str, int] | None = None) -> Plan:
-        """Target and configuration for `inv` now, within `free` slots if given."""
+    def plan(self, inv: Invocation, exclude: Collection[str] = ()) -> Plan:
+        """Target and configuration for `inv` now, on backends not in `exclude`.
+
+        Each candidate's predicted latency includes the wait until its backend has
+        the slots it needs free, so holding out for a wider configuration is chosen
+        only when it still pays.
+        """
         backends = self._allowed_backends(inv.op)
         pool = [
             c
             for c in self.store.configurations(inv.op)
             if c.backend in backends
-            and (free is None or c.slots <= free.get(c.backend, 0))
+            and c.backend not in exclude
+            and c.slots <= self.backends[c.backend].capacity
         ]
-        cands = self._price(inv.op, inv.units, pool)
+        cands = [
+            replace(c, predicted_s=c.predicted_s + self._slot_wait_s(c.config))
+            for c in self._price(inv.op, inv.units, pool)
+        ]
         target = self._target(inv, cands)
         choice = choose(
             cands,
@@ -295,21 +324,35 @@ class Scheduler:
         """Backends of this run that the op declares it may run on."""
         return [n for n in self.pipeline.ops[op].backends if n in self.backends]
 
-    def _commit_plan(self, inv: Invocation, free: Mapping[str, int]) -> Plan | None:
-        allowed = self._allowed_backends(inv.op)
-        fits_now = [
-            c
-            for c in self.store.configurations(inv.op)
-            if c.backend in allowed and c.slots <= free.get(c.backend, 0)
-        ]
-        if not fits_now:
-            return None
+    def _commit_plan(self, inv: Invocation, held: Collection[str]) -> Plan | None:
+        """The plan to commit `inv` with, or None when only held backends could."""
         if not self.settings.late_commit and inv.speculative is not None:
             spec = inv.speculative
-            return (
-                spec if spec.config.slots <= free.get(spec.config.backend, 0) else None
-            )
-        return self.plan(inv, free)
+            return None if spec.config.backend in held else spec
+        open_backends = set(self._allowed_backends(inv.op)) - set(held)
+        if not any(
+            c.backend in open_backends for c in self.store.configurations(inv.op)
+        ):
+            return None
+        return self.plan(inv, exclude=held)
+
+    def _slot_wait_s(self, config: Configuration) -> float:
+        """Predicted seconds until `config.slots` slots are free on its backend."""
+        backend = config.backend
+        free = self._free(backend)
+        if config.slots <= free:
+            return 0.0
+        now = self.clock.now()
+        ends = sorted(
+            (i.started_s or now) + (i.plan.predicted_s if i.plan else 0.0)
+            for i in self._running.values()
+            if i.plan is not None and i.plan.config.backend == backend
+            for _ in range(i.plan.config.slots)
+        )
+        needed = config.slots - free
+        if needed > len(ends):
+            return float("inf")
+        return max(0.0, ends[needed - 1] - now)
 
     def _price(
         self, op: str, units: float, pool: list[Configuration]
