@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,11 +46,11 @@ DEVICES = {LOCAL_CPU: "cpu", LOCAL_GPU: "cuda"}
 DECODERS = ("pyav", "decord", "opencv")
 
 
-def _segment_frames(parameters: dict[str, Any]) -> float:
+def _segment_frames(parameters: Mapping[str, Any]) -> float:
     return float(parameters["segment"].num_frames)
 
 
-def _segment_video(parameters: dict[str, Any]) -> str:
+def _segment_video(parameters: Mapping[str, Any]) -> str:
     return str(parameters["segment"].video)
 
 
@@ -386,7 +386,9 @@ def _result_or_error(fut: PrefectFuture[Any]) -> Any:
 
 def _first_done(futures: list[PrefectFuture[Any]]) -> list[PrefectFuture[Any]]:
     """The futures that are done, waiting for at least one."""
-    wrapped = {getattr(f, "wrapped_future", None): f for f in futures}
+    wrapped: dict[Any, PrefectFuture[Any]] = {
+        getattr(f, "wrapped_future", None): f for f in futures
+    }
     if all(isinstance(w, concurrent.futures.Future) for w in wrapped):
         done, _ = concurrent.futures.wait(
             list(wrapped), return_when=concurrent.futures.FIRST_COMPLETED
@@ -398,7 +400,7 @@ def _first_done(futures: list[PrefectFuture[Any]]) -> list[PrefectFuture[Any]]:
 
 @flow(
     name="crossing",
-    task_runner=LlamaTaskRunner(PIPELINE),
+    task_runner=LlamaTaskRunner(PIPELINE),  # type: ignore[arg-type]
     log_prints=True,
 )
 def crossing(
@@ -435,18 +437,40 @@ def crossing(
     states = orchestrator.start(paths)
     orchestrator.run()
 
-    runner = FlowRunContext.get().task_runner  # type: ignore[union-attr]
+    runner = _llama_runner()
     report = build_report(
         pipeline=PIPELINE.name,
         records=runner.records(),
         videos=[_video_entry(s) for s in states],
         slo_s=slo_s,
         latency_s=runner.elapsed_s(),
-        settings=runner.run_settings,
+        settings={
+            **runner.run_settings,
+            "videos": videos,
+            "segment_s": segment_s,
+            "window_s": window_s,
+            "crowd_threshold": crowd_threshold,
+            "report_path": report_path,
+            "profile_path": str(runner.profile_path),
+        },
     )
     write_report(report, report_path)
     publish_artifacts(report)
     return report
+
+
+def _llama_runner() -> LlamaTaskRunner:
+    ctx = FlowRunContext.get()
+    runner = ctx.task_runner if ctx is not None else None
+    if not isinstance(runner, LlamaTaskRunner):
+        from llama_prefect.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "the crossing flow must run on LlamaTaskRunner, but its task runner is "
+            f"{type(runner).__name__}; keep the flow's task_runner or pass a "
+            "LlamaTaskRunner through with_options"
+        )
+    return runner
 
 
 def _video_entry(state: _VideoState) -> dict[str, Any]:

@@ -146,11 +146,11 @@ def _run(args: argparse.Namespace) -> int:
     from llama_prefect.flows.crossing import PIPELINE, crossing, list_videos
     from llama_prefect.runner import LlamaTaskRunner
 
+    list_videos(args.videos)  # fail fast, before any work, on a bad folder
     path = _profiles_path(args)
     if not path.exists():
         print(f"no profiles at {path}: exploring the pipeline first")
         _profile(args)
-    list_videos(args.videos)  # fail fast, before Prefect starts, on a bad folder
     flow = crossing.with_options(
         task_runner=LlamaTaskRunner(PIPELINE, profile_path=path)
     )

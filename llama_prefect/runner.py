@@ -101,7 +101,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         save_profiles: bool = True,
     ) -> None:
         super().__init__()
-        self._args = dict(
+        self._args: dict[str, Any] = dict(
             pipeline=pipeline,
             profile_path=profile_path,
             slo_s=slo_s,
@@ -270,7 +270,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             if isinstance(wrapped, concurrent.futures.Future):
                 wrapped.add_done_callback(one_done)
             else:
-                threading.Thread(target=lambda f=fut: (f.wait(), one_done(f))).start()
+                threading.Thread(target=_wait_then, args=(fut, one_done)).start()
 
     def _ready(self, inv_id: str) -> None:
         with self._lock:
@@ -308,8 +308,9 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             pending.outer.set_exception(exc)
             self._dispatch()
             return
-        ok = bool(state.is_completed())
-        self._finish(inv, ok=ok, error=None if ok else (state.message or state.name))
+        ok = state is not None and bool(state.is_completed())
+        error = None if ok else (state.message or state.name if state else "no state")
+        self._finish(inv, ok=ok, error=error)
         pending.outer.set_result(state)
         self._dispatch()
 
@@ -407,6 +408,11 @@ def _run_logger() -> Any:
     from prefect.logging import get_run_logger
 
     return get_run_logger() if FlowRunContext.get() is not None else None
+
+
+def _wait_then(future: PrefectFuture[Any], callback: Any) -> None:
+    future.wait()
+    callback(future)
 
 
 def _futures_in(parameters: dict[str, Any]) -> list[PrefectFuture[Any]]:

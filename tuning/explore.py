@@ -25,6 +25,7 @@ from typing import Any
 
 from llama_prefect.core.pipeline import (
     DEVICE_KNOB,
+    KnobValue,
     THREADS_KNOB,
     Configuration,
     OpSpec,
@@ -146,7 +147,9 @@ def explore_op(
             study.enqueue_trial({k: v for k, v in config.knobs if k in searched})
 
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
-        knobs = {k: trial.suggest_categorical(k, list(v)) for k, v in searched.items()}
+        knobs: dict[str, KnobValue] = {
+            k: trial.suggest_categorical(k, list(v)) for k, v in searched.items()
+        }
         if DEVICE_KNOB in spec.knobs:
             knobs[DEVICE_KNOB] = spec.device_by_backend.get(backend, "cpu")
         config = Configuration.of(backend, knobs)

@@ -1,0 +1,46 @@
+"""The `llama-prefect` command: arguments, help, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from llama_prefect.cli import main
+
+
+def test_run_on_a_missing_folder_fails_fast_with_a_fix(tmp_path, capsys):
+    code = main(
+        [
+            "run",
+            "crossing",
+            "--videos",
+            str(tmp_path / "nope"),
+            "--slo-s",
+            "5",
+            "--profiles",
+            str(tmp_path / "p.json"),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "make samples" in err
+    assert not (tmp_path / "p.json").exists()  # no exploration was started
+
+
+def test_run_on_a_folder_without_videos_names_the_suffixes(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("no video here")
+    code = main(["run", "crossing", "--videos", str(tmp_path), "--slo-s", "5"])
+    assert code == 2
+    assert ".mp4" in capsys.readouterr().err
+
+
+def test_run_requires_an_slo(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "crossing", "--videos", "samples"])
+    assert "--slo-s" in capsys.readouterr().err
+
+
+def test_help_explains_the_objective(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "cheapest that meets each target" in out
