@@ -25,9 +25,9 @@ from typing import Any
 
 from llama_prefect.core.pipeline import (
     DEVICE_KNOB,
-    KnobValue,
     THREADS_KNOB,
     Configuration,
+    KnobValue,
     OpSpec,
     Pipeline,
 )
@@ -148,7 +148,8 @@ def explore_op(
 
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
         knobs: dict[str, KnobValue] = {
-            k: trial.suggest_categorical(k, list(v)) for k, v in searched.items()
+            k: trial.suggest_categorical(k, list(v))  # type: ignore[misc]
+            for k, v in searched.items()
         }
         if DEVICE_KNOB in spec.knobs:
             knobs[DEVICE_KNOB] = spec.device_by_backend.get(backend, "cpu")
