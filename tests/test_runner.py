@@ -188,3 +188,47 @@ def test_failed_invocation_is_recorded_and_raises_from_its_future(
     records = failing.with_options(task_runner=runner)()
     assert [r["state"] for r in records] == ["failed"]
     assert "bad input 0" in records[0]["error"]
+
+
+@task(name="work", task_run_name="chain-{index} {mode} t{threads}")
+@_mark("work")
+def chained_work(index: int, units: int, mode: str = "slow", threads: int = 1) -> str:
+    per_unit = 0.05 if mode == "slow" else 0.03
+    time.sleep(per_unit * units)
+    return mode
+
+
+@flow
+def chain_flow(slo_s: float = 2.5) -> list[dict]:
+    previous = None
+    for index in range(6):
+        previous = chained_work.submit(
+            index, 10, wait_for=[previous] if previous else None
+        )
+    previous.result()
+    return FlowRunContext.get().task_runner.records()
+
+
+def test_one_run_gives_later_invocations_tighter_targets_and_faster_configs(
+    prefect_server, tmp_path
+):
+    # Six 10-unit invocations in a chain under a 2.5 s SLO. Slow: 0.5 s on one slot
+    # ($ for 0.5 slot-s); fast: 0.3 s on two slots (0.6 slot-s). The first sees
+    # 2.5 s for 6 x 0.5 / 2 slots of work ahead: target 2.5 x 0.5 / 1.5 = 0.83 s,
+    # so slow fits and is cheaper. By the last, under 0.5 s is left: fast.
+    store = ProfileStore("toy")
+    store.seed("source", Configuration.of("local-cpu", {}), 0.001)
+    store.seed("total", Configuration.of("local-cpu", {}), 0.001)
+    store.seed("work", SLOW, 0.05)
+    store.seed("work", FAST, 0.03)
+    store.observe_units("work", 10)
+    path = store.save(tmp_path / "p.json")
+    runner = LlamaTaskRunner(TOY, profile_path=path, cpu_slots=2, feedback=False)
+    records = chain_flow.with_options(task_runner=runner)(slo_s=2.5)
+    records.sort(key=lambda r: r["started_s"])
+    first, last = records[0], records[-1]
+    assert first["configuration"] == SLOW.as_dict()
+    assert last["configuration"] == FAST.as_dict()
+    assert last["target_s"] < first["target_s"]
+    assert first["target_s"] >= first["predicted_s"]
+    assert last["target_s"] < 0.5  # the slow configuration no longer fits
