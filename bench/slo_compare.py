@@ -45,6 +45,7 @@ def _cases(videos: Path, single: Path, loose_s: float) -> list[dict[str, Any]]:
 
 def _run(case: dict[str, Any], slo_s: float, seed: Path, work: Path) -> dict[str, Any]:
     from llama_prefect.flows.crossing import PIPELINE, crossing
+
     from llama_prefect.runner import LlamaTaskRunner
 
     profiles = work / f"{case['name']}-{slo_s:g}.json"
@@ -100,14 +101,13 @@ def main() -> None:
 
 
 def _print(rows: list[dict[str, Any]]) -> None:
-    header = "case          slo_s  latency_s  met    cost_usd    x lat  x cost  people"
-    print(header)
+    print("case          slo_s  latency_s  met    cost_usd    x lat  x cost  people")
     for r in rows:
+        x_lat, x_cost = r.get("latency_vs_loose", 1.0), r.get("cost_vs_loose", 1.0)
         print(
             f"{r['case']:<12} {r['slo_s']:>6.0f} {r['latency_s']:>10.2f}  "
             f"{str(r['slo_met']):<5} {r['cost_usd']:>10.6f}  "
-            f"{r.get('latency_vs_loose', 1.0):>5.2f}  {r.get('cost_vs_loose', 1.0):>6.2f}"
-            f"  {r['people_configs']}"
+            f"{x_lat:>5.2f}  {x_cost:>6.2f}  {r['people_configs']}"
         )
 
 
