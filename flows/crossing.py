@@ -35,6 +35,7 @@ from prefect.futures import PrefectFuture
 from llama_prefect.backends.local import LOCAL_CPU, LOCAL_GPU
 from llama_prefect.core.pipeline import OpSpec, Pipeline
 from llama_prefect.runner import OP_ATTRIBUTE, LlamaTaskRunner
+from llama_prefect.settings import RunSettings
 from llama_prefect.video import ops as video_ops
 from llama_prefect.video.segments import Segment, VideoInfo, probe
 from llama_prefect.video.segments import split as split_video
@@ -432,6 +433,7 @@ def crossing(
     """
     from llama_prefect.report import build_report, publish_artifacts, write_report
 
+    RunSettings.check(slo_s=slo_s, objective=objective, accuracy_floor=accuracy_floor)
     paths = list_videos(videos)
     orchestrator = _Orchestrator(segment_s, window_s, crowd_threshold)
     states = orchestrator.start(paths)

@@ -145,7 +145,11 @@ def _profile(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from llama_prefect.flows.crossing import PIPELINE, crossing, list_videos
     from llama_prefect.runner import LlamaTaskRunner
+    from llama_prefect.settings import RunSettings
 
+    RunSettings.check(
+        slo_s=args.slo_s, objective=args.objective, accuracy_floor=args.accuracy_floor
+    )
     list_videos(args.videos)  # fail fast, before any work, on a bad folder
     path = _profiles_path(args)
     if not path.exists():

@@ -42,6 +42,7 @@ from llama_prefect.core.pricing import PriceCatalog
 from llama_prefect.core.profiles import ProfileStore
 from llama_prefect.core.scheduler import Invocation, Scheduler, Settings
 from llama_prefect.errors import ConfigurationError
+from llama_prefect.settings import RunSettings
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +243,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
                 value = (ctx.flow_run.parameters or {}).get(key)
                 if value is not None:
                     settings[key] = value
-        return settings
+        return RunSettings.check(**settings).model_dump()
 
     def _op_of(self, task: Any) -> str | None:
         name = getattr(task.fn, OP_ATTRIBUTE, None) or task.name

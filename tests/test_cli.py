@@ -44,3 +44,33 @@ def test_help_explains_the_objective(capsys):
         main(["run", "--help"])
     out = capsys.readouterr().out
     assert "cheapest that meets each target" in out
+
+
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        (["--slo-s", "0"], "slo_s"),
+        (["--slo-s", "-5"], "slo_s"),
+        (["--slo-s", "nan"], "slo_s"),
+        (["--slo-s", "inf"], "slo_s"),
+        (["--slo-s", "10", "--accuracy-floor", "1.5"], "accuracy_floor"),
+    ],
+)
+def test_bad_run_settings_fail_before_any_work(tmp_path, capsys, extra, named):
+    (tmp_path / "v.mp4").write_bytes(b"not checked: settings fail first")
+    profiles = tmp_path / "p.json"
+    code = main(
+        [
+            "run",
+            "crossing",
+            "--videos",
+            str(tmp_path),
+            "--profiles",
+            str(profiles),
+            *extra,
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "invalid run settings" in err and named in err
+    assert not profiles.exists()
