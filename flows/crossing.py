@@ -34,6 +34,7 @@ from prefect.futures import PrefectFuture
 
 from llama_prefect.backends.local import LOCAL_CPU, LOCAL_GPU
 from llama_prefect.core.pipeline import OpSpec, Pipeline
+from llama_prefect.errors import VideoError
 from llama_prefect.runner import OP_ATTRIBUTE, LlamaTaskRunner
 from llama_prefect.settings import RunSettings
 from llama_prefect.video import ops as video_ops
@@ -515,17 +516,30 @@ class SampleWork:
             (a detector measured on empty footage learns nothing about accuracy).
         segments_per_video: Mean segments per video (the split's fan-out).
         moving_share: Share of the scored segments that have motion.
+        videos: The videos that could be read.
     """
 
     spread: list[Segment]
     busy: list[Segment]
+    videos: list[str]
     segments_per_video: float
     moving_share: float
 
 
 def sample_work(videos: Sequence[str], segment_s: float = 4.0) -> SampleWork:
-    """Scores two segments per video for motion and people; picks exploration inputs."""
-    per_video = [split_video(probe(v), segment_s) for v in videos]
+    """Scores two segments per video for motion and people; picks exploration inputs.
+
+    Videos that cannot be probed are left out with a warning: a broken file in the
+    archive must not stop the exploration of the others.
+    """
+    per_video = [
+        segs for segs in (_segments_or_none(v, segment_s) for v in videos) if segs
+    ]
+    if not per_video:
+        raise VideoError(
+            f"none of the {len(videos)} videos could be read; check the files with "
+            "ffprobe"
+        )
     candidates = [
         segs[i]
         for segs in per_video
@@ -540,9 +554,18 @@ def sample_work(videos: Sequence[str], segment_s: float = 4.0) -> SampleWork:
     return SampleWork(
         spread=list({s.video + str(s.index): s for s in spread}.values()),
         busy=_most_people([s for m, s in scored if m.moving] or by_score, 2),
+        videos=[segs[0].video for segs in per_video],
         segments_per_video=_mean(len(segs) for segs in per_video),
         moving_share=_mean(1.0 if m.moving else 0.0 for m, _ in scored),
     )
+
+
+def _segments_or_none(video: str, segment_s: float) -> list[Segment] | None:
+    try:
+        return split_video(probe(video), segment_s)
+    except VideoError as exc:
+        logger.warning("exploration leaves out %s: %s", video, exc)
+        return None
 
 
 def _most_people(segments: Sequence[Segment], count: int) -> list[Segment]:
@@ -562,14 +585,16 @@ def exploration_probes(work: SampleWork, videos: Sequence[str]) -> dict[str, Any
     spread = [{"segment": s} for s in work.spread]
     busy = [{"segment": s} for s in work.busy]
     gather_input = {
-        "info": probe(videos[0]),
+        "info": probe(work.spread[0].video),
         "people_results": [],
         "face_results": [],
         "segments": 1,
         "segments_with_motion": 0,
     }
     return {
-        "split": OpProbe(split.fn, [{"video": v} for v in videos[:2]], lambda p: 1.0),
+        "split": OpProbe(
+            split.fn, [{"video": v} for v in work.videos[:2]], lambda p: 1.0
+        ),
         "motion": OpProbe(motion.fn, spread, _segment_frames, _motion_agreement),
         "people": OpProbe(people.fn, busy, _segment_frames, _count_agreement),
         "faces": OpProbe(faces.fn, busy, _segment_frames, _count_agreement),

@@ -12,12 +12,13 @@ each video's answer, the SLO verdict and the cost, and writes the run report.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from llama_prefect.errors import LlamaError
+from llama_prefect.errors import ConfigurationError, LlamaError
 
 PIPELINES = ("crossing",)
 DEFAULT_PROFILES = "runs/profiles/{pipeline}.json"
@@ -53,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     profile = sub.add_parser("profile", help="explore a pipeline's configurations")
     _common(profile)
     profile.add_argument(
-        "--trials", type=int, default=16, help="trial budget per op and backend (16)"
+        "--trials",
+        type=_positive(int),
+        default=16,
+        help="trial budget per op and backend (16)",
     )
     profile.set_defaults(handler=_profile)
 
@@ -80,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--segment-s",
-        type=float,
+        type=_positive(float),
         default=4.0,
         help="length of the segments each video is cut into, in seconds (4)",
     )
@@ -91,12 +95,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--trials",
-        type=int,
+        type=_positive(int),
         default=16,
-        help="trial budget per op when profiles must be explored first (16)",
+        help="trial budget per op and backend when profiles must be explored first "
+        "(16)",
     )
     run.set_defaults(handler=_run)
     return parser
+
+
+def _positive(kind: type) -> Any:
+    """An argparse type: a finite number of `kind` above zero."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be above 0, but got {text}")
+        return value
+
+    return parse
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -150,6 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     RunSettings.check(
         slo_s=args.slo_s, objective=args.objective, accuracy_floor=args.accuracy_floor
     )
+    _check_writable(Path(args.report))
     list_videos(args.videos)  # fail fast, before any work, on a bad folder
     path = _profiles_path(args)
     if not path.exists():
@@ -167,7 +188,23 @@ def _run(args: argparse.Namespace) -> int:
         report_path=str(args.report),
     )
     _print_summary(report, args.report)
-    return 0
+    return 1 if report["run"]["videos_failed"] else 0
+
+
+def _check_writable(report: Path) -> None:
+    """Fails before any work when the report could not be written at the end."""
+    try:
+        report.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create the report folder {report.parent} ({exc.strerror}); pass "
+            "--report with a path in a folder you can write"
+        ) from None
+    if not os.access(report.parent, os.W_OK):
+        raise ConfigurationError(
+            f"cannot write the report in {report.parent}; pass --report with a path "
+            "in a folder you can write"
+        )
 
 
 def _print_summary(report: dict[str, Any], report_path: str) -> None:
@@ -190,8 +227,10 @@ def _print_summary(report: dict[str, Any], report_path: str) -> None:
     console.print(table)
     run = report["run"]
     verdict = "met" if run["slo_met"] else "MISSED"
+    failed = run["videos_failed"]
+    videos = f"{run['videos'] - failed} of {run['videos']} videos answered"
     console.print(
-        f"SLO {verdict}: {run['latency_s']:.1f} s of {run['slo_s']:.1f} s; "
+        f"SLO {verdict}: {run['latency_s']:.1f} s of {run['slo_s']:.1f} s; {videos}; "
         f"cost ${run['cost_usd']:.6f} over {run['invocations']} invocations "
         f"({run['failed_invocations']} failed); report: {report_path}"
     )

@@ -379,11 +379,11 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
     def _log_decision(self, inv: Invocation, pending: _Pending) -> None:
         plan = inv.plan
         assert plan is not None
-        knobs = " ".join(f"{k}={v}" for k, v in plan.config.knobs)
+        knobs = "".join(f" {k}={v}" for k, v in plan.config.knobs)
         miss = " (predicted miss)" if plan.predicted_miss else ""
         line = (
             f"{inv.op}: target {plan.target_s:.2f} s of {plan.time_left_s:.1f} s left "
-            f"-> {plan.config.backend} {knobs}, predicted {plan.predicted_s:.2f} s, "
+            f"-> {plan.config.backend}{knobs}, predicted {plan.predicted_s:.2f} s, "
             f"${plan.cost_usd:.7f}{miss}"
         )
         (pending.run_logger or logger).info(line)

@@ -74,3 +74,34 @@ def test_bad_run_settings_fail_before_any_work(tmp_path, capsys, extra, named):
     err = capsys.readouterr().err
     assert "invalid run settings" in err and named in err
     assert not profiles.exists()
+
+
+@pytest.mark.parametrize("flag", ["--segment-s", "--trials"])
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_non_positive_counts_and_lengths_are_refused_by_the_parser(flag, value, capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "crossing", "--videos", "samples", "--slo-s", "10", flag, value])
+    assert flag in capsys.readouterr().err
+
+
+def test_an_unwritable_report_path_fails_before_any_work(tmp_path, capsys):
+    (tmp_path / "v.mp4").write_bytes(b"")
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, so no folder can be made under it")
+    code = main(
+        [
+            "run",
+            "crossing",
+            "--videos",
+            str(tmp_path),
+            "--slo-s",
+            "10",
+            "--profiles",
+            str(tmp_path / "p.json"),
+            "--report",
+            str(blocker / "report.json"),
+        ]
+    )
+    assert code == 2
+    assert "--report" in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()

@@ -63,6 +63,7 @@ def archive(tmp_path_factory) -> Path:
         str(folder / "still.mp4"),
     )
     (folder / "s.png").unlink()
+    (folder / "broken.mp4").write_bytes(b"")  # a zero-byte file in the archive
     return folder
 
 
@@ -90,13 +91,21 @@ def test_report_holds_every_invocation_of_the_pipeline_with_its_decision(report)
     assert ops >= {"split", "motion", "people", "aggregate"}
     for record in report["invocations"]:
         assert set(record) >= INVOCATION_FIELDS
-        assert record["state"] == "done"
         assert record["observed_s"] > 0 and record["cost_usd"] > 0
         assert record["target_s"] > 0
     # 12 s of street in 4 s segments and 4 s of still footage: 4 motion invocations
     assert report["run"]["by_op"]["motion"] == 4
-    assert report["run"]["by_op"]["split"] == 2
+    assert report["run"]["by_op"]["split"] == 3
     assert report["run"]["by_op"]["aggregate"] == 2
+
+
+def test_a_broken_file_fails_alone_and_the_report_says_why(report):
+    broken = next(v for v in report["videos"] if v["video"].endswith("broken.mp4"))
+    assert broken["answer"] is None
+    assert any("broken.mp4" in e and "empty" in e for e in broken["errors"])
+    assert report["run"]["videos_failed"] == 1
+    (failed,) = [r for r in report["invocations"] if r["state"] != "done"]
+    assert failed["op"] == "split" and "broken.mp4" in failed["error"]
 
 
 def test_still_footage_stops_at_the_motion_filter(report):
