@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 #: Attribute on a task's function naming the pipeline op it implements.
 OP_ATTRIBUTE = "__llama_op__"
+#: Seconds a newly ready invocation waits for its siblings before commit (ours).
+COALESCE_S = 0.02
 #: Flow parameters the runner reads its run settings from.
 RUN_PARAMETERS = ("slo_s", "objective", "accuracy_floor")
 
@@ -128,6 +130,8 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         self._pending: dict[str, _Pending] = {}
         self._records: list[dict[str, Any]] = []
         self._clock = RealClock()
+        self._dispatch_timer: threading.Timer | None = None
+        self._idle = threading.Condition(self._lock)
 
     def duplicate(self) -> LlamaTaskRunner:
         """A new runner with the same configuration (Prefect makes one per flow run)."""
@@ -150,6 +154,15 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        # Invocations still queued here (not yet in the executor) must run before
+        # the executor closes, as the thread pool runner runs all it was given.
+        if self._dispatch_timer is not None:
+            self._dispatch_timer.cancel()
+            self._dispatch_timer = None
+        if self.scheduler is not None:
+            self._dispatch()
+            with self._idle:
+                self._idle.wait_for(lambda: not self._pending)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -277,16 +290,27 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         with self._lock:
             assert self.scheduler is not None
             self.scheduler.mark_ready(inv_id)
+            if self._dispatch_timer is not None:
+                return
+            # A flow submits siblings in a burst (a fan-out loop); committing the
+            # first before the others exist would plan it as if it were alone.
+            self._dispatch_timer = threading.Timer(COALESCE_S, self._timed_dispatch)
+            self._dispatch_timer.daemon = True
+            self._dispatch_timer.start()
+
+    def _timed_dispatch(self) -> None:
+        with self._lock:
+            self._dispatch_timer = None
         self._dispatch()
 
     def _dispatch(self) -> None:
         with self._lock:
-            assert self.scheduler is not None
+            if self.scheduler is None or self._executor is None:
+                return
             committed = self.scheduler.commit_ready()
             for inv in committed:
                 pending = self._pending[inv.id]
                 self._log_decision(inv, pending)
-                assert self._executor is not None
                 self._executor.submit(pending.context.run, self._run, inv, pending)
 
     def _run(self, inv: Invocation, pending: _Pending) -> None:
@@ -337,6 +361,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             self.scheduler.finish(inv.id, ok=ok, error=error)
             self._records.append(self._record(inv))
             self._pending.pop(inv.id, None)
+            self._idle.notify_all()
 
     # -- records and logs --------------------------------------------------------------
 

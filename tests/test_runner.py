@@ -108,9 +108,9 @@ def toy_flow(n: int = 4, slo_s: float = 60.0) -> dict:
     }
 
 
-def _run(tmp_path: Path, slo_s: float) -> dict:
+def _run(tmp_path: Path, slo_s: float, n: int = 4) -> dict:
     runner = LlamaTaskRunner(TOY, profile_path=_seed(tmp_path / "p.json"), cpu_slots=2)
-    return toy_flow.with_options(task_runner=runner)(n=4, slo_s=slo_s)
+    return toy_flow.with_options(task_runner=runner)(n=n, slo_s=slo_s)
 
 
 def test_loose_slo_runs_every_work_invocation_on_the_cheap_configuration(
@@ -125,14 +125,26 @@ def test_loose_slo_runs_every_work_invocation_on_the_cheap_configuration(
     assert all(r["target_s"] >= r["predicted_s"] for r in work_records)
 
 
-def test_tight_slo_takes_the_fast_configuration_and_records_a_predicted_miss(
+def test_tight_slo_on_a_lone_invocation_takes_the_fast_configuration(
     prefect_server, tmp_path
 ):
+    out = _run(tmp_path, slo_s=0.05, n=1)
+    (record,) = [r for r in out["records"] if r["op"] == "work"]
+    assert record["configuration"] == FAST.as_dict()
+    assert record["predicted_miss"]
+    assert out["values"] == [{"mode": "fast", "threads": 2}]
+
+
+def test_tight_slo_on_a_full_pool_keeps_the_configuration_that_ends_the_work_first(
+    prefect_server, tmp_path
+):
+    # Four invocations, two slots, no target can be met. Fast on two slots finishes
+    # one in 0.15 s but the four in 4 x 0.15 = 0.6 s; slow on one slot each finishes
+    # them in 2 x 0.2 = 0.4 s, so slow is taken while two or more are left.
     out = _run(tmp_path, slo_s=0.05)
     work_records = [r for r in out["records"] if r["op"] == "work"]
-    assert all(r["configuration"] == FAST.as_dict() for r in work_records)
     assert all(r["predicted_miss"] for r in work_records)
-    assert out["values"] == [{"mode": "fast", "threads": 2}] * 4
+    assert all(r["configuration"] == SLOW.as_dict() for r in work_records[:2])
 
 
 def test_decisions_reach_task_run_names_and_records_cover_every_invocation(

@@ -4,8 +4,8 @@ Among the profiled configurations of the op on the backends that can take it now
 ones below the accuracy floor are dropped; of the rest, those whose predicted latency
 (start-up included) fits the target are candidates, and the objective picks one:
 
-* ``cost`` (default): the cheapest that fits; if none fits, the fastest, recorded as a
-  predicted miss;
+* ``cost`` (default): the cheapest that fits; if none fits, the fastest (or the least
+  by a key the caller gives), recorded as a predicted miss;
 * ``latency`` (Llama-fast): the fastest, whatever it costs;
 * ``cheapest`` (Llama-cheap): the cheapest, ignoring the target;
 * a callable ``(candidates, target_s) -> Candidate`` for anything else.
@@ -113,8 +113,18 @@ def choose(
     *,
     objective: Objective = "cost",
     accuracy_floor: float = 0.0,
+    miss_key: Callable[[Candidate], float] | None = None,
 ) -> Choice:
-    """Picks a candidate for a target under an objective and an accuracy floor."""
+    """Picks a candidate for a target under an objective and an accuracy floor.
+
+    Args:
+        candidates: The priced configurations.
+        target_s: The invocation's latency target.
+        objective: ``cost``, ``latency``, ``cheapest`` or a callable.
+        accuracy_floor: Candidates less accurate than this are dropped.
+        miss_key: Under ``cost``, when no candidate fits, the one with the least
+            key is taken; the default is the predicted latency (the fastest).
+    """
     if not candidates:
         raise ProfileError(
             "no profiled configuration can run this invocation on the available "
@@ -126,7 +136,7 @@ def choose(
         best_accuracy = max(c.accuracy for c in candidates)
         eligible = [c for c in candidates if c.accuracy == best_accuracy]
 
-    chosen = _apply_objective(eligible, target_s, objective)
+    chosen = _apply_objective(eligible, target_s, objective, miss_key)
     for c in eligible:
         logger.debug(
             "candidate %s predicted %.3f s cost $%.8f accuracy %.3f",
@@ -145,7 +155,10 @@ def choose(
 
 
 def _apply_objective(
-    eligible: Sequence[Candidate], target_s: float, objective: Objective
+    eligible: Sequence[Candidate],
+    target_s: float,
+    objective: Objective,
+    miss_key: Callable[[Candidate], float] | None = None,
 ) -> Candidate:
     def fastest(cs: Sequence[Candidate]) -> Candidate:
         return min(cs, key=lambda c: (c.predicted_s, c.cost_usd, c.config))
@@ -161,7 +174,11 @@ def _apply_objective(
         return cheapest(eligible)
     if objective == "cost":
         fitting = [c for c in eligible if c.predicted_s <= target_s]
-        return cheapest(fitting) if fitting else fastest(eligible)
+        if fitting:
+            return cheapest(fitting)
+        if miss_key is None:
+            return fastest(eligible)
+        return min(eligible, key=lambda c: (miss_key(c), c.predicted_s, c.config))
     raise ConfigurationError(
         f"objective must be one of {OBJECTIVES} or a callable, but got {objective!r}"
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 
 import networkx as nx
@@ -126,8 +126,10 @@ class Settings:
         deadline_s: Clock time by which the run should be done.
         objective: ``cost``, ``latency``, ``cheapest`` or a callable.
         accuracy_floor: Configurations less accurate than this are never chosen.
-        weight_basis: Which configuration estimates the work of other ops:
-            ``chosen`` (the one last committed, fastest before any) or ``fastest``.
+        weight_basis: Which configuration estimates an op's work: ``chosen`` (the
+            one last committed for the op; before any, as ``fastest``) or
+            ``fastest`` (the one that clears the op's work soonest at its backend's
+            parallelism, among those meeting the accuracy floor).
         late_commit: Decide again at commit (True) or keep the speculative plan.
         feedback: Correct profiles with observed latencies.
     """
@@ -305,6 +307,7 @@ class Scheduler:
             target.target_s,
             objective=self.settings.objective,
             accuracy_floor=self.settings.accuracy_floor,
+            miss_key=self._stage_finish_key(inv.op),
         )
         c = choice.candidate
         return Plan(
@@ -319,6 +322,24 @@ class Scheduler:
             below_floor=choice.below_floor,
             considered=choice.considered,
         )
+
+    def _stage_finish_key(self, op: str) -> Callable[[Candidate], float]:
+        """Seconds the op's remaining work takes if every invocation used a candidate.
+
+        When no configuration meets an invocation's target, the published method takes
+        the fastest invocation. While more invocations of the op wait than its backend
+        has slots, that is the wrong one: a configuration holding two slots to run 1.7x
+        faster finishes the op's work later and costs more. This key keeps the fastest
+        invocation where the op's invocations are fewer than the slots, and prefers the
+        fewest slot-seconds where they are more.
+        """
+        remaining = max(1.0, self.remaining_invocations().get(op, 1.0))
+
+        def key(c: Candidate) -> float:
+            width = self.backends[c.config.backend].capacity / c.config.slots
+            return remaining * c.predicted_s / max(1.0, min(width, remaining))
+
+        return key
 
     def _allowed_backends(self, op: str) -> list[str]:
         """Backends of this run that the op declares it may run on."""
@@ -380,11 +401,10 @@ class Scheduler:
         """The candidate that stands for the op when weighing work."""
         if not cands:
             return None
-        last = self._last_config.get(op)
-        if self.settings.weight_basis == "chosen" and last is not None:
-            for c in cands:
-                if c.config == last:
-                    return c
+        weight = self._weight_config(op)
+        for c in cands:
+            if c.config == weight:
+                return c
         eligible = [c for c in cands if c.accuracy >= self.settings.accuracy_floor]
         return min(eligible or cands, key=lambda c: c.predicted_s)
 
@@ -418,7 +438,16 @@ class Scheduler:
         ] or [c for c in self.store.configurations(op) if c.backend in allowed]
         if not configs:
             return None
-        return min(configs, key=lambda c: self.store.predict_s_per_unit(op, c))
+
+        # The configuration that clears the op's work soonest at its backend's
+        # parallelism, not the fastest single invocation: a configuration holding
+        # every slot would make the op's work look parallel-free and its weight jump.
+        def clearing_key(c: Configuration) -> tuple[float, float]:
+            per_unit = self.store.predict_s_per_unit(op, c)
+            capacity = max(1, self.backends[c.backend].capacity)
+            return per_unit * c.slots / capacity, per_unit
+
+        return min(configs, key=clearing_key)
 
     def remaining_invocations(self) -> dict[str, float]:
         """Invocations of each op still expected in the run (see `core.targets`)."""
@@ -428,9 +457,7 @@ class Scheduler:
         for grp in self._groups.values():
             if grp.done:
                 continue
-            if any(grp.unfinished[s] > 0 for s in sources) or not any(
-                grp.created[s] for s in sources
-            ):
+            if any(grp.unfinished[s] > 0 for s in sources):
                 for op, n in counts.items():
                     total[op] += n
                 continue

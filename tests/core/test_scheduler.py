@@ -236,7 +236,9 @@ class TestCapacity:
 
 class TestTargetsAndLateCommit:
     # Stage estimates while v1's split is unfinished (expected counts 1, 4, 1),
-    # each op weighed at its fastest configuration:
+    # each op weighed at the configuration that clears its work soonest; for detect
+    # CPU (4 x 2.0 / 4 slots) and GPU (4 x 0.5 / 1 slot) tie at 2.0 s and the faster
+    # invocation, GPU, wins the tie:
     #   split:  1 x 0.5 / min(4 slots, 1)  = 0.5 s
     #   detect: 4 x 0.5 (GPU) / 1 GPU slot  = 2.0 s
     #   merge:  1 x 0.1 / min(4 slots, 1)  = 0.1 s
@@ -315,7 +317,10 @@ class TestFinishAndFeedback:
     def _run_on_gpu(clock: SimClock, **switches) -> Scheduler:
         sched = _scheduler(deadline_s=100.0, clock=clock, **switches)
         sched.add("d1", "detect", 1.0, "v1")
-        clock.advance(95.0)  # so late commit picks the GPU
+        # 1.5 s left; the lone detect weighs its fastest configuration (0.5 s) against
+        # the merge ahead (0.1 s): target 1.5 x 0.5 / 0.6 = 1.25 s, which only the
+        # GPU (0.5 s) meets, so late commit picks it over the cheaper CPU (2 s).
+        clock.advance(98.5)
         sched.mark_ready("d1")
         sched.commit_ready()
         assert sched.invocations["d1"].plan.config == DETECT_GPU
@@ -327,8 +332,8 @@ class TestFinishAndFeedback:
         sched = self._run_on_gpu(SimClock())
         inv = sched.invocations["d1"]
         gpu = _prices()[GPU]
-        assert inv.started_s == 95.0
-        assert inv.observed_s == pytest.approx(0.7)  # 95.7 - 95.0
+        assert inv.started_s == 98.5
+        assert inv.observed_s == pytest.approx(0.7)  # 99.2 - 98.5
         # 0.7 s x 1 slot x price per slot second + fee
         expected = 0.7 * 1 * gpu["usd_per_slot_s"] + gpu.get("usd_per_invocation", 0.0)
         assert inv.cost_usd == pytest.approx(expected)
@@ -636,3 +641,32 @@ class TestSlotWaits:
         committed = sched.commit_ready()
         backends = [(i.id, i.plan.config.backend) for i in committed]
         assert backends == [("d0", CPU), ("d1", CPU), ("d3", GPU)]
+
+
+class TestMissFallback:
+    """With no target reachable, take what clears the op's remaining work soonest."""
+
+    def _late(self, n: int) -> Scheduler:
+        clock = SimClock()
+        sched = _scheduler(
+            cpu=2, gpu=0, store=_store(two_threads=True), deadline_s=1.0, clock=clock
+        )
+        for k in range(n):
+            sched.add(f"d{k}", "detect", 1.0, "v1")
+            sched.mark_ready(f"d{k}")
+        clock.advance(5.0)  # the deadline has passed: every plan is a miss
+        return sched
+
+    def test_a_full_pool_keeps_one_thread_per_invocation(self):
+        # four left on two slots: one thread clears them in 4 x 2.0 / 2 = 4.0 s,
+        # two threads in 4 x 1.2 / 1 = 4.8 s, though each invocation is faster
+        sched = self._late(4)
+        committed = sched.commit_ready()
+        assert [i.plan.config for i in committed] == [DETECT_CPU, DETECT_CPU]
+        assert all(i.plan.predicted_miss for i in committed)
+
+    def test_a_lone_invocation_takes_the_fastest(self):
+        sched = self._late(1)
+        (inv,) = sched.commit_ready()
+        assert inv.plan.config == DETECT_CPU2  # 1.2 s beats 2.0 s when alone
+        assert inv.plan.predicted_miss
