@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     profile.set_defaults(handler=_profile)
 
+    _add_run(sub)
+    return parser
+
+
+def _add_run(sub: Any) -> None:
     run = sub.add_parser("run", help="run a pipeline over a folder of videos")
     _common(run)
     run.add_argument(
@@ -101,7 +106,6 @@ def _parser() -> argparse.ArgumentParser:
         "(16)",
     )
     run.set_defaults(handler=_run)
-    return parser
 
 
 def _positive(kind: type) -> Any:

@@ -146,13 +146,7 @@ def explore_op(
         for config in grid:
             study.enqueue_trial({k: v for k, v in config.knobs if k in searched})
 
-    def objective(trial: optuna.Trial) -> tuple[float, float, float]:
-        knobs: dict[str, KnobValue] = {
-            k: trial.suggest_categorical(k, list(v))  # type: ignore[misc]
-            for k, v in searched.items()
-        }
-        if DEVICE_KNOB in spec.knobs:
-            knobs[DEVICE_KNOB] = spec.device_by_backend.get(backend, "cpu")
+    def run_trial(knobs: dict[str, KnobValue]) -> Measurement:
         config = Configuration.of(backend, knobs)
         if config.key not in done:
             m = measure(
@@ -164,9 +158,9 @@ def explore_op(
             )
             m.outputs = []
             done[config.key] = m
-        m = done[config.key]
-        return m.s_per_unit, m.cost_usd_per_unit, m.accuracy
+        return done[config.key]
 
+    objective = _objective(spec, backend, searched, run_trial)
     callbacks = [lambda *_: on_trial()] if on_trial else None
     budget = min(n_trials, len(grid))
     study.optimize(objective, n_trials=budget, catch=(Exception,), callbacks=callbacks)
@@ -180,6 +174,26 @@ def explore_op(
         study.optimize(objective, n_trials=len(siblings), catch=(Exception,))
     failed = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.FAIL)
     return list(done.values()), failed
+
+
+def _objective(
+    spec: OpSpec,
+    backend: str,
+    searched: Mapping[str, tuple[KnobValue, ...]],
+    run_trial: Callable[[dict[str, KnobValue]], Measurement],
+) -> Callable[[Any], tuple[float, float, float]]:
+    """The Optuna objective: suggest knob values, measure, return the three scores."""
+
+    def objective(trial: Any) -> tuple[float, float, float]:
+        knobs: dict[str, KnobValue] = {
+            k: trial.suggest_categorical(k, list(v)) for k, v in searched.items()
+        }
+        if DEVICE_KNOB in spec.knobs:
+            knobs[DEVICE_KNOB] = spec.device_by_backend.get(backend, "cpu")
+        m = run_trial(knobs)
+        return m.s_per_unit, m.cost_usd_per_unit, m.accuracy
+
+    return objective
 
 
 def _thread_siblings(
