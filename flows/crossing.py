@@ -13,6 +13,13 @@ The pipeline, per video of an archive:
 * ``faces`` runs only on segments where people were seen (Haar cascade or MTCNN).
 * ``aggregate`` turns the counts into people per time window and a crowded verdict.
 
+Failures end one invocation, never the run. A video that cannot be probed ends at
+``split``; a segment that cannot be decoded ends at its op, and the video's answer is
+aggregated from its other segments (its entry in the report says which failed). A
+deterministic failure (a corrupt file: `VideoError`) is not retried; a transient one
+(a lost decode worker, an I/O error) is retried up to `TRANSIENT_RETRIES` times by
+Prefect's task engine. Every failure is listed in the run report's ``failures``.
+
 Every op's knobs (decoder, sampling, resolution, stride, model, threads, device) are
 task parameters that `LlamaTaskRunner` sets per invocation. The flow submits every task,
 because a plain call would bypass the runner, and it decides the branches itself as
@@ -34,7 +41,8 @@ from prefect.futures import PrefectFuture
 
 from llama_prefect.backends.local import LOCAL_CPU, LOCAL_GPU
 from llama_prefect.core.pipeline import OpSpec, Pipeline
-from llama_prefect.errors import VideoError
+from llama_prefect.errors import VideoError, is_deterministic
+from llama_prefect.retries import TRANSIENT_RETRIES, error_of, retry_transient
 from llama_prefect.runner import OP_ATTRIBUTE, LlamaTaskRunner
 from llama_prefect.settings import RunSettings
 from llama_prefect.video import ops as video_ops
@@ -154,7 +162,7 @@ class VideoSplit:
     segments: list[Segment]
 
 
-@task(name="split")
+@task(name="split", retries=TRANSIENT_RETRIES, retry_condition_fn=retry_transient)
 @_op("split")
 def split(video: str, segment_s: float = 4.0) -> VideoSplit:
     """Probes `video` and cuts it into segments of `segment_s` seconds."""
@@ -164,6 +172,8 @@ def split(video: str, segment_s: float = 4.0) -> VideoSplit:
 
 @task(
     name="motion",
+    retries=TRANSIENT_RETRIES,
+    retry_condition_fn=retry_transient,
     task_run_name="motion-{segment.index} {decoder} s{sample_every} w{width_px} "
     "{device}",
 )
@@ -187,6 +197,8 @@ def motion(
 
 @task(
     name="people",
+    retries=TRANSIENT_RETRIES,
+    retry_condition_fn=retry_transient,
     task_run_name=(
         "people-{segment.index} {decoder} s{sample_every} w{width_px} "
         "ws{win_stride_px} t{threads}"
@@ -214,6 +226,8 @@ def people(
 
 @task(
     name="faces",
+    retries=TRANSIENT_RETRIES,
+    retry_condition_fn=retry_transient,
     task_run_name=(
         "faces-{segment.index} {model} {decoder} s{sample_every} w{width_px} "
         "t{threads} {device}"
@@ -241,7 +255,7 @@ def faces(
     )
 
 
-@task(name="aggregate")
+@task(name="aggregate", retries=TRANSIENT_RETRIES, retry_condition_fn=retry_transient)
 @_op("aggregate")
 def aggregate(
     info: VideoInfo,
@@ -297,6 +311,7 @@ class _VideoState:
     faces: list[video_ops.FaceResult] = field(default_factory=list)
     answer: video_ops.VideoAnswer | None = None
     errors: list[str] = field(default_factory=list)
+    failed_segments: list[int] = field(default_factory=list)
 
 
 class _Orchestrator:
@@ -307,6 +322,7 @@ class _Orchestrator:
         self.window_s = window_s
         self.crowd_threshold = crowd_threshold
         self.pending: dict[PrefectFuture[Any], tuple[str, _VideoState, Any]] = {}
+        self.failures: list[dict[str, Any]] = []
 
     def start(self, videos: Iterable[str]) -> list[_VideoState]:
         states = [_VideoState(v) for v in videos]
@@ -320,7 +336,7 @@ class _Orchestrator:
                 kind, state, item = self.pending.pop(fut)
                 value = _result_or_error(fut)
                 if isinstance(value, _Failed):
-                    state.errors.append(f"{kind}: {value.message}")
+                    self._on_failure(kind, state, item, value)
                 else:
                     getattr(self, f"_on_{kind}")(state, item, value)
                 if kind != "split" and kind != "aggregate":
@@ -354,6 +370,28 @@ class _Orchestrator:
     def _on_aggregate(self, state: _VideoState, _: Any, value: Any) -> None:
         state.answer = value
 
+    def _on_failure(
+        self, kind: str, state: _VideoState, item: Any, failed: _Failed
+    ) -> None:
+        state.errors.append(f"{kind}: {failed.message}")
+        segment = item.index if isinstance(item, Segment) else None
+        if segment is not None:
+            state.failed_segments.append(segment)
+        self.failures.append(
+            {
+                "video": state.path,
+                "op": kind,
+                "segment": segment,
+                "frames": [item.start_frame, item.end_frame]
+                if segment is not None
+                else None,
+                "task_run_id": str(failed.task_run_id),
+                "error_type": failed.error_type,
+                "message": failed.message,
+                "deterministic": failed.deterministic,
+            }
+        )
+
     def _maybe_aggregate(self, state: _VideoState) -> None:
         if state.info is None or state.outstanding > 0 or state.answer is not None:
             return
@@ -376,14 +414,29 @@ class _Orchestrator:
 
 @dataclass
 class _Failed:
+    """A failed task run, as the flow records it."""
+
     message: str
+    error_type: str
+    deterministic: bool
+    task_run_id: Any
 
 
 def _result_or_error(fut: PrefectFuture[Any]) -> Any:
     try:
         return fut.result()
     except Exception as exc:  # a failed task run: recorded, the archive goes on
-        return _Failed(f"{type(exc).__name__}: {exc}")
+        error = exc
+        state = getattr(fut, "state", None)
+        held = error_of(state) if state is not None else None
+        if held is not None:
+            error = held  # type: ignore[assignment]
+        return _Failed(
+            message=f"{type(error).__name__}: {error}",
+            error_type=type(error).__name__,
+            deterministic=is_deterministic(error),
+            task_run_id=fut.task_run_id,
+        )
 
 
 def _first_done(futures: list[PrefectFuture[Any]]) -> list[PrefectFuture[Any]]:
@@ -445,6 +498,7 @@ def crossing(
         pipeline=PIPELINE.name,
         records=runner.records(),
         videos=[_video_entry(s) for s in states],
+        failures=orchestrator.failures,
         slo_s=slo_s,
         latency_s=runner.elapsed_s(),
         settings={
@@ -480,7 +534,9 @@ def _video_entry(state: _VideoState) -> dict[str, Any]:
     return {
         "video": state.path,
         "answer": state.answer.model_dump() if state.answer else None,
+        "complete": state.answer is not None and not state.errors,
         "errors": state.errors,
+        "failed_segments": sorted(state.failed_segments),
     }
 
 

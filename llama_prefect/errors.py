@@ -1,8 +1,15 @@
-"""The exceptions llama-prefect raises.
+"""The exceptions llama-prefect raises, and which of them are worth a retry.
 
 Every error we raise derives from `LlamaError` and also from the builtin that fits, so
 callers may catch either. Messages say what was wrong, the value received, and how to
 fix it.
+
+Failures fall in two kinds. A deterministic failure (`VideoError`,
+`ConfigurationError`, ...) happens again on the same input and configuration, so
+retrying it only spends time: it ends its invocation at once. A transient failure
+(`TransientError`, and by default any error that is not ours, such as a network or
+file-system `OSError`) may pass on a second try, so it is retried. `is_deterministic`
+makes that call for any exception.
 """
 
 from __future__ import annotations
@@ -24,10 +31,61 @@ class VideoError(LlamaError, ValueError):
     """A video cannot be opened, probed or decoded.
 
     Note:
-        A `VideoError` is deterministic: the same file fails the same way again, so the
-        runner does not retry it.
+        A `VideoError` is deterministic: the same file fails the same way again, so it
+        is never retried.
     """
+
+
+class DecoderCrashError(VideoError):
+    """A decoder died of a fatal signal (SIGSEGV, SIGABRT, ...) on a file.
+
+    The decoding ran in a child process, so only that process died. Native decoders
+    crash on the same bytes every time, so this is deterministic.
+    """
+
+
+class DecodeTimeoutError(VideoError):
+    """A decoder ran past its time bound on a file and was killed.
+
+    The bound is generous (see `llama_prefect.video.isolation`); a decoder that needs
+    longer is taken to hang on that file, which it does again on a retry.
+    """
+
+
+class InputPathError(LlamaError, ValueError):
+    """A video name, path or object key is unsafe to derive a result location from."""
 
 
 class BackendUnavailableError(LlamaError, RuntimeError):
     """A backend cannot take work on this machine (for example no CUDA device)."""
+
+
+class TransientError(LlamaError, RuntimeError):
+    """A failure that may pass on a second try (a worker lost from outside, I/O).
+
+    Invocations that fail with it are retried.
+    """
+
+
+_DETERMINISTIC: tuple[type[BaseException], ...] = (
+    ConfigurationError,
+    ProfileError,
+    VideoError,
+    InputPathError,
+    BackendUnavailableError,
+    TypeError,
+    ValueError,
+)
+
+
+def is_deterministic(error: BaseException) -> bool:
+    """True when `error` would happen again on the same input, so no retry helps.
+
+    Our own errors say so by their class: `TransientError` is retried, every other
+    `LlamaError` is not. Of the rest, `TypeError` and `ValueError` (bugs or bad data)
+    are deterministic, everything else (`OSError`, `TimeoutError`, `MemoryError`
+    raised by a busy machine, ...) is taken as transient.
+    """
+    if isinstance(error, TransientError):
+        return False
+    return isinstance(error, _DETERMINISTIC)

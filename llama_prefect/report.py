@@ -5,6 +5,8 @@ A report has three levels:
 * ``invocations``: one record per task invocation with its op, task run id, target,
   chosen configuration and backend, predicted and observed latency, and cost;
 * ``videos``: each video's answer (people per window, crowded or not) or its errors;
+* ``failures``: one entry per failed invocation: the video, the op, the segment, the
+  error's type and message, and whether it is deterministic (not retried);
 * ``run``: the SLO, the run's latency, whether the SLO was met, and the total cost.
 
 `publish_artifacts` turns it into a Prefect table artifact of the invocations and a
@@ -33,6 +35,7 @@ def build_report(
     slo_s: float,
     latency_s: float,
     settings: Mapping[str, Any],
+    failures: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Assembles the run report.
 
@@ -43,6 +46,7 @@ def build_report(
         slo_s: The run's end-to-end latency target, in seconds.
         latency_s: How long the run took, in seconds.
         settings: The run settings the runner used.
+        failures: One entry per failed invocation, as the flow saw it.
     """
     invocations = sorted(records, key=lambda r: (r.get("started_s") or 0.0, r["op"]))
     cost_usd = sum(r.get("cost_usd") or 0.0 for r in invocations)
@@ -57,6 +61,10 @@ def build_report(
         "predicted_misses": sum(1 for r in invocations if r.get("predicted_miss")),
         "videos": len(videos),
         "videos_failed": sum(1 for v in videos if v.get("answer") is None),
+        "videos_incomplete": sum(
+            1 for v in videos if v.get("answer") is not None and v.get("errors")
+        ),
+        "retries": sum(r.get("retries") or 0 for r in invocations),
         "by_op": dict(Counter(r["op"] for r in invocations)),
     }
     return {
@@ -66,6 +74,7 @@ def build_report(
         "settings": dict(settings),
         "run": run,
         "videos": list(videos),
+        "failures": list(failures),
         "invocations": invocations,
     }
 
@@ -108,7 +117,29 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
             f"| {name} | {'yes' if answer['crowded'] else 'no'} | "
             f"{answer['max_people']} | {windows} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + _failure_lines(report.get("failures") or []))
+
+
+def _failure_lines(failures: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The markdown table of failed invocations, or nothing when none failed."""
+    if not failures:
+        return []
+    lines = [
+        "",
+        f"### {len(failures)} failed invocations",
+        "",
+        "| video | op | segment | retried | error |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for entry in failures:
+        segment = "" if entry.get("segment") is None else entry["segment"]
+        retried = "no (deterministic)" if entry.get("deterministic") else "yes"
+        message = str(entry.get("message", "")).replace("|", "/").replace("\n", " ")
+        lines.append(
+            f"| {Path(entry['video']).name} | {entry['op']} | {segment} | {retried} | "
+            f"{message} |"
+        )
+    return lines
 
 
 def invocation_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:

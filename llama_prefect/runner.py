@@ -35,13 +35,15 @@ from prefect.futures import PrefectConcurrentFuture, PrefectFuture
 from prefect.task_runners import TaskRunner
 from prefect.utilities.collections import visit_collection
 
+from llama_prefect import metering
 from llama_prefect.backends.local import local_cpu, local_gpu
 from llama_prefect.core.clock import RealClock
 from llama_prefect.core.pipeline import Pipeline
 from llama_prefect.core.pricing import PriceCatalog
 from llama_prefect.core.profiles import ProfileStore
 from llama_prefect.core.scheduler import Invocation, Scheduler, Settings
-from llama_prefect.errors import ConfigurationError
+from llama_prefect.errors import ConfigurationError, is_deterministic
+from llama_prefect.retries import error_of
 from llama_prefect.settings import RunSettings
 
 logger = logging.getLogger(__name__)
@@ -319,23 +321,31 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         assert inv.plan is not None
         parameters = dict(pending.parameters)
         parameters.update(_knobs_for(pending.task, inv.plan.config.as_dict()))
-        try:
-            state = run_task_sync(
-                task=pending.task,
-                task_run_id=pending.task_run_id,
-                parameters=parameters,
-                wait_for=pending.wait_for,
-                return_type="state",
-                dependencies=pending.dependencies,
-            )
-        except BaseException as exc:  # the engine returns states; this is a crash
-            self._finish(inv, ok=False, error=f"{type(exc).__name__}: {exc}")
-            pending.outer.set_exception(exc)
-            self._dispatch()
-            return
+        with metering.metered() as meter:
+            try:
+                state = run_task_sync(
+                    task=pending.task,
+                    task_run_id=pending.task_run_id,
+                    parameters=parameters,
+                    wait_for=pending.wait_for,
+                    return_type="state",
+                    dependencies=pending.dependencies,
+                )
+            except BaseException as exc:  # the engine returns states; this is a crash
+                failure = _failure(exc)
+                self._finish(inv, ok=False, error=failure["error"], extra=failure)
+                pending.outer.set_exception(exc)
+                self._dispatch()
+                return
         ok = state is not None and bool(state.is_completed())
-        error = None if ok else (state.message or state.name if state else "no state")
-        self._finish(inv, ok=ok, error=error)
+        extra: dict[str, Any] = meter.as_record()
+        error = None
+        if not ok:
+            failure = _failure(error_of(state) if state is not None else None)
+            said = (state.message or state.name) if state else "no state"
+            error = failure.get("error") or said
+            extra.update(failure, error=error)
+        self._finish(inv, ok=ok, error=error, extra=extra)
         pending.outer.set_result(state)
         self._dispatch()
 
@@ -355,11 +365,18 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         except BaseException as exc:
             pending.outer.set_exception(exc)
 
-    def _finish(self, inv: Invocation, *, ok: bool, error: str | None) -> None:
+    def _finish(
+        self,
+        inv: Invocation,
+        *,
+        ok: bool,
+        error: str | None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         with self._lock:
             assert self.scheduler is not None
             self.scheduler.finish(inv.id, ok=ok, error=error)
-            self._records.append(self._record(inv))
+            self._records.append({**self._record(inv), **(extra or {})})
             self._pending.pop(inv.id, None)
             self._idle.notify_all()
 
@@ -469,6 +486,17 @@ def _knobs_for(task: Any, knobs: dict[str, Any]) -> dict[str, Any]:
     """The knob values the task's function accepts as parameters."""
     accepted = inspect.signature(task.fn).parameters
     return {k: v for k, v in knobs.items() if k in accepted}
+
+
+def _failure(error: BaseException | None) -> dict[str, Any]:
+    """Record fields of a failed invocation: its error's kind and whether it repeats."""
+    if error is None:
+        return {"error_type": None, "deterministic": False}
+    return {
+        "error": f"{type(error).__name__}: {error}",
+        "error_type": type(error).__name__,
+        "deterministic": is_deterministic(error),
+    }
 
 
 def _since(value: float | None, origin: float) -> float | None:

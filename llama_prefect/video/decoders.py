@@ -3,13 +3,32 @@
 The decoder is a knob: the three libraries differ in speed per codec and in how they
 seek, but behind `read_frames` they return the same thing. For a segment and a
 `sample_every`, every decoder returns frames `start_frame`, `start_frame +
-sample_every`, ... below `end_frame`, as one RGB uint8 array, with the same frame
-numbers and the same pixels up to decoder rounding (all three wrap FFmpeg's decoders).
+sample_every`, ... below `end_frame`, upright, as one RGB uint8 array, with the same
+frame numbers and the same pixels up to decoder rounding (all three wrap FFmpeg's
+decoders). `read_batch` reads any set of frame numbers of a video in one call.
 
-Frame numbers are positions in presentation order. PyAV and OpenCV derive them from
-each frame's timestamp and the stream's frame rate; decord counts frames from the
-start. On a constant-frame-rate file the three agree, which the tests check on H.264
-and MPEG-4; on a variable-frame-rate file they may not.
+Frame numbers are positions in presentation order (see `segments`), and each decoder
+is made to keep them exact, also on variable-frame-rate files:
+
+* PyAV seeks to the segment's anchor keyframe by its timestamp and counts decoded
+  frames from there; when the seek misses the anchor it decodes from the start.
+* decord numbers frames by their sorted timestamps itself; its `seek_accurate` and
+  `get_batch` are used as they are. Its own frame count (from the header when there
+  is one) is never used: reading stops at the trusted count or at the end of data.
+* OpenCV seeks by frame number, which it turns into a timestamp with the average
+  rate. That is exact only at a constant rate, so on a variable-frame-rate file the
+  adapter grabs every frame from the start instead (slower, and exact).
+
+Rotation: PyAV ignores a file's display matrix, decord 0.6 applies it by itself, and
+OpenCV applies it unless told not to. The adapters turn PyAV's frames by the probed
+`rotation_deg`, switch OpenCV's own turning off and turn its frames the same way, and
+take decord's as they come; the tests check that all three come out upright.
+
+`read_frames` and `read_batch` decode in a worker process
+(`llama_prefect.video.isolation`), so a decoder that crashes or hangs on a bad file
+fails that call alone, within a time bound; `read_frames_here` and `read_batch_here`
+do the same work in this process. A decoder that raises on corrupt data ends the call
+with a `VideoError` that names the file, the decoder and the frames.
 
 Every decoder seeks to the keyframe at or before the segment's first frame and decodes
 forward, so a segment costs the decode of everything from that keyframe to its last
@@ -19,31 +38,51 @@ converted to RGB.
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from llama_prefect.errors import ConfigurationError, VideoError
-from llama_prefect.video.segments import Segment
+from llama_prefect.errors import (
+    ConfigurationError,
+    LlamaError,
+    TransientError,
+    VideoError,
+    is_deterministic,
+)
+from llama_prefect.video import isolation
+from llama_prefect.video.segments import Segment, VideoInfo, segment_of
 
 if TYPE_CHECKING:
     from av.container import InputContainer
-    from av.video.stream import VideoStream
+    from av.video.frame import VideoFrame
 
-__all__ = ["DECODERS", "Frames", "read_frames", "resized_shape"]
+__all__ = [
+    "DECODERS",
+    "Frames",
+    "read_batch",
+    "read_batch_here",
+    "read_frames",
+    "read_frames_here",
+    "resized_shape",
+]
 
 logger = logging.getLogger(__name__)
 
 DECODERS: tuple[str, ...] = ("pyav", "decord", "opencv")
 """Names accepted by `read_frames(decoder=...)`."""
 
+#: Most frame data one call may return, in MB, unless
+#: ``LLAMA_PREFECT_MAX_FRAMES_MB`` says otherwise (ours: 2 GB).
+MAX_FRAMES_MB = 2048.0
+MAX_FRAMES_ENV = "LLAMA_PREFECT_MAX_FRAMES_MB"
+
 _MIN_WIDTH_PX = 8
 
-# A reader yields (frame number, RGB frame of shape (H, W, 3) uint8) for each wanted
-# frame it finds, in increasing order.
+# A reader yields (frame number, upright RGB frame of shape (H, W, 3) uint8) for each
+# wanted frame it finds, in increasing order.
 _Reader = Callable[[Segment, list[int]], Iterator[tuple[int, np.ndarray]]]
 
 
@@ -52,8 +91,8 @@ class Frames(NamedTuple):
 
     Attributes:
         indices: Frame number in the video of each frame, increasing.
-        array: The frames, shape (N, H, W, 3), dtype uint8, RGB channel order, where N
-            is `len(indices)`.
+        array: The frames, shape (N, H, W, 3), dtype uint8, RGB channel order,
+            upright, where N is `len(indices)`.
     """
 
     indices: list[int]
@@ -63,7 +102,7 @@ class Frames(NamedTuple):
 def read_frames(
     segment: Segment, *, decoder: str, sample_every: int, width_px: int | None = None
 ) -> Frames:
-    """Decode every `sample_every`-th frame of a segment, optionally downscaled.
+    """Decode every `sample_every`-th frame of a segment, upright, maybe downscaled.
 
     Args:
         segment: The frames to read: `start_frame` up to `end_frame` (exclusive).
@@ -79,31 +118,99 @@ def read_frames(
 
     Raises:
         ConfigurationError: Unknown decoder, `sample_every` < 1 or `width_px` < 8.
-        VideoError: The file cannot be opened, or the decoder found fewer frames
-            than the segment claims (a truncated file, or one probed differently).
+        VideoError: The file cannot be opened, the decoder failed on its data or
+            found fewer frames than the segment claims (a truncated or corrupt file),
+            the frames would pass `MAX_FRAMES_MB`, or the decoder crashed
+            (`DecoderCrashError`) or hung (`DecodeTimeoutError`).
+        TransientError: The decode worker was lost for another reason, or an I/O
+            error that may pass.
     """
     _check_knobs(decoder, sample_every, width_px)
-    wanted = list(range(max(0, segment.start_frame), segment.end_frame, sample_every))
-    out_h, out_w = resized_shape(segment.height_px, segment.width_px, width_px)
-    if not wanted:
-        return Frames(indices=[], array=np.empty((0, out_h, out_w, 3), np.uint8))
-
-    indices: list[int] = []
-    array = np.empty((len(wanted), out_h, out_w, 3), dtype=np.uint8)
-    for index, rgb in _READERS[decoder](segment, wanted):
-        array[len(indices)] = _resize(rgb, out_h, out_w)
-        indices.append(index)
-
-    if indices != wanted:
-        missing = sorted(set(wanted) - set(indices))
-        raise VideoError(
-            f"{segment.video}: decoder {decoder!r} did not return frames {missing[:5]}"
-            f"{' ...' if len(missing) > 5 else ''} of segment {segment.index} (frames "
-            f"{segment.start_frame}-{segment.end_frame - 1}). The file may be "
-            "truncated or have a variable frame rate; try another decoder or "
-            "re-encode it with `ffmpeg -i in -r <fps> out.mp4`."
+    wanted = _sampled(segment, sample_every)
+    _check_size(segment, len(wanted), width_px)
+    if not wanted or not isolation.isolated():
+        return read_frames_here(
+            segment, decoder=decoder, sample_every=sample_every, width_px=width_px
         )
+    indices, array = isolation.call(
+        "read_frames",
+        {
+            "segment": segment,
+            "decoder": decoder,
+            "sample_every": sample_every,
+            "width_px": width_px,
+        },
+        video=segment.video,
+        what=_what(segment),
+        budget_s=_budget_s(segment, decoder, wanted[-1]),
+    )
+    assert array is not None
     return Frames(indices=indices, array=array)
+
+
+def read_frames_here(
+    segment: Segment, *, decoder: str, sample_every: int, width_px: int | None = None
+) -> Frames:
+    """`read_frames` in this process, with no protection against a crash or hang."""
+    _check_knobs(decoder, sample_every, width_px)
+    wanted = _sampled(segment, sample_every)
+    _check_size(segment, len(wanted), width_px)
+    return _read_wanted(segment, wanted, _READERS[decoder], decoder, width_px)
+
+
+def read_batch(
+    info: VideoInfo,
+    indices: Sequence[int],
+    *,
+    decoder: str,
+    width_px: int | None = None,
+) -> Frames:
+    """Decode any frame numbers of a video in one call (batched sampling).
+
+    Args:
+        info: The probed video.
+        indices: Frame numbers to read, each in [0, `info.num_frames`); repeats and
+            order do not matter.
+        decoder: One of `DECODERS`. decord reads them with its `get_batch`; PyAV and
+            OpenCV decode forward from the keyframe before the first one.
+        width_px: As for `read_frames`.
+
+    Returns:
+        The sorted, distinct frame numbers and their frames, upright.
+
+    Raises:
+        ConfigurationError: A frame number outside the video, or a bad knob.
+        VideoError, TransientError: As for `read_frames`.
+    """
+    wanted = _checked_batch(info, indices, decoder, width_px)
+    if not wanted or not isolation.isolated():
+        return read_batch_here(info, wanted, decoder=decoder, width_px=width_px)
+    segment = segment_of(info, 0, wanted[0], wanted[-1] + 1)
+    found, array = isolation.call(
+        "read_batch",
+        {"info": info, "indices": wanted, "decoder": decoder, "width_px": width_px},
+        video=info.path,
+        what=f"a batch of {len(wanted)} frames ({wanted[0]}-{wanted[-1]})",
+        budget_s=_budget_s(segment, decoder, wanted[-1]),
+    )
+    assert array is not None
+    return Frames(indices=found, array=array)
+
+
+def read_batch_here(
+    info: VideoInfo,
+    indices: Sequence[int],
+    *,
+    decoder: str,
+    width_px: int | None = None,
+) -> Frames:
+    """`read_batch` in this process, with no protection against a crash or hang."""
+    wanted = _checked_batch(info, indices, decoder, width_px)
+    if not wanted:
+        height, width = resized_shape(info.height_px, info.width_px, width_px)
+        return Frames(indices=[], array=np.empty((0, height, width, 3), np.uint8))
+    segment = segment_of(info, 0, wanted[0], wanted[-1] + 1)
+    return _read_wanted(segment, wanted, _BATCH_READERS[decoder], decoder, width_px)
 
 
 def resized_shape(
@@ -142,72 +249,200 @@ def _check_knobs(decoder: str, sample_every: int, width_px: int | None) -> None:
         )
 
 
+def _sampled(segment: Segment, sample_every: int) -> list[int]:
+    return list(range(max(0, segment.start_frame), segment.end_frame, sample_every))
+
+
+def _checked_batch(
+    info: VideoInfo, indices: Sequence[int], decoder: str, width_px: int | None
+) -> list[int]:
+    """Sorted distinct frame numbers, after checking the knobs and the range."""
+    _check_knobs(decoder, 1, width_px)
+    wanted = sorted(set(indices))
+    outside = [i for i in wanted if not 0 <= i < info.num_frames]
+    if outside:
+        raise ConfigurationError(
+            f"frame numbers must lie in [0, {info.num_frames}) for {info.path}, but "
+            f"got {outside[:5]}. Take them from the probed VideoInfo.num_frames."
+        )
+    segment = segment_of(info, 0, wanted[0], wanted[-1] + 1) if wanted else None
+    if segment is not None:
+        _check_size(segment, len(wanted), width_px)
+    return wanted
+
+
+def _check_size(segment: Segment, frames: int, width_px: int | None) -> None:
+    """Raise `VideoError` when the frames of one call would pass the memory cap."""
+    height, width = resized_shape(segment.height_px, segment.width_px, width_px)
+    needed_mb = frames * height * width * 3 / (1024 * 1024)
+    limit_mb = float(os.environ.get(MAX_FRAMES_ENV) or MAX_FRAMES_MB)
+    if needed_mb > limit_mb:
+        raise VideoError(
+            f"{segment.video}: {frames} frames of {width}x{height} px from "
+            f"{_what(segment)} would take {needed_mb:.0f} MB, more than the "
+            f"{limit_mb:.0f} MB one read may hold. Shrink them with width_px, sample "
+            f"fewer with sample_every or shorter segments, or raise {MAX_FRAMES_ENV}."
+        )
+
+
+def _what(segment: Segment) -> str:
+    return (
+        f"segment {segment.index} (frames {segment.start_frame}-"
+        f"{segment.end_frame - 1})"
+    )
+
+
+def _budget_s(segment: Segment, decoder: str, last_frame: int) -> float:
+    """Time bound of one read: every frame from where decoding starts to the last."""
+    from_start = decoder == "opencv" and not segment.constant_rate
+    first = 0 if from_start or segment.anchor_pts is None else segment.anchor_frame
+    if decoder == "decord":
+        first = 0  # decord indexes the whole file when it opens it
+    return isolation.decode_budget_s(
+        last_frame + 1 - first, segment.width_px, segment.height_px
+    )
+
+
+def _read_wanted(
+    segment: Segment,
+    wanted: list[int],
+    reader: _Reader,
+    decoder: str,
+    width_px: int | None,
+) -> Frames:
+    """Run one reader over `wanted` frames; upright, resized, checked."""
+    out_h, out_w = resized_shape(segment.height_px, segment.width_px, width_px)
+    array = np.empty((len(wanted), out_h, out_w, 3), dtype=np.uint8)
+    indices: list[int] = []
+    if not wanted:
+        return Frames(indices=indices, array=array)
+    try:
+        for index, rgb in reader(segment, wanted):
+            array[len(indices)] = _resize(rgb, out_h, out_w)
+            indices.append(index)
+    except LlamaError:
+        raise
+    except Exception as exc:  # each library raises its own kinds on bad data
+        raise _decode_error(segment, decoder, indices, exc) from exc
+
+    if indices != wanted:
+        missing = sorted(set(wanted) - set(indices))
+        raise VideoError(
+            f"{segment.video}: decoder {decoder!r} did not return frames {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''} of {_what(segment)}. The file may "
+            "be truncated or corrupt there; try another decoder or re-encode it with "
+            "`ffmpeg -i in -r <fps> out.mp4`."
+        )
+    return Frames(indices=indices, array=array)
+
+
+def _decode_error(
+    segment: Segment, decoder: str, indices: list[int], exc: Exception
+) -> LlamaError:
+    """Our error for a library exception raised while decoding `segment`."""
+    after = f"after frame {indices[-1]}" if indices else "before its first frame"
+    where = f"{segment.video}: decoder {decoder!r} failed on {_what(segment)} {after}"
+    ours_to_retry = isinstance(exc, (OSError, MemoryError)) and not is_deterministic(
+        exc
+    )
+    if ours_to_retry and type(exc).__module__.split(".")[0] != "av":
+        return TransientError(f"{where}: {type(exc).__name__}: {exc}. Retrying.")
+    return VideoError(
+        f"{where}: {type(exc).__name__}: {exc}. The data there is corrupt; try "
+        "another decoder, or re-encode the file from its source."
+    )
+
+
+def _upright(rgb: np.ndarray, rotation_deg: int) -> np.ndarray:
+    """Turn one stored (H, W, 3) frame clockwise by `rotation_deg` (0 is a no-op)."""
+    if rotation_deg == 0:
+        return rgb
+    return np.rot90(rgb, k=-(rotation_deg // 90))
+
+
 def _resize(rgb: np.ndarray, height_px: int, width_px: int) -> np.ndarray:
     """Shrink one (H, W, 3) frame with area interpolation; a no-op at native size."""
     if rgb.shape[0] == height_px and rgb.shape[1] == width_px:
         return rgb
     import cv2
 
-    return cv2.resize(rgb, (width_px, height_px), interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        np.ascontiguousarray(rgb), (width_px, height_px), interpolation=cv2.INTER_AREA
+    )
+
+
+# -- PyAV ------------------------------------------------------------------------------
 
 
 def _read_pyav(segment: Segment, wanted: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield wanted frames with PyAV: seek to the keyframe before, decode forward."""
+    """Yield wanted frames with PyAV: seek to the anchor keyframe, count forward."""
+    want = set(wanted)
+    for index, frame in _pyav_numbered(segment):
+        if index > wanted[-1]:
+            break
+        if index in want:
+            yield (
+                index,
+                _upright(frame.to_ndarray(format="rgb24"), segment.rotation_deg),
+            )
+
+
+def _pyav_numbered(segment: Segment) -> Iterator[tuple[int, VideoFrame]]:
+    """(frame number, frame) from the segment's anchor on, or from the file start.
+
+    After the seek, frames before the anchor's timestamp (the seek landed on an
+    earlier keyframe) are passed over; when the first frame at or past it is not the
+    anchor itself (the seek overshot, a broken index), the file is decoded from its
+    start, where the numbers are plain positions.
+    """
+    if segment.anchor_pts is not None and segment.anchor_frame > 0:
+        with _pyav_open(segment) as container:
+            stream = container.streams.video[0]
+            container.seek(
+                segment.anchor_pts, stream=stream, backward=True, any_frame=False
+            )
+            numbered = _from_anchor(
+                container.decode(stream), segment.anchor_frame, segment.anchor_pts
+            )
+            first = next(numbered, None)
+            if first is not None:
+                yield first
+                yield from numbered
+                return
+        logger.debug("pyav seek missed the anchor in %s; from the start", segment.video)
+    with _pyav_open(segment) as container:
+        yield from enumerate(container.decode(container.streams.video[0]))
+
+
+def _from_anchor(
+    decoded: Iterator[VideoFrame], anchor_frame: int, anchor_pts: int
+) -> Iterator[tuple[int, VideoFrame]]:
+    """Number frames from the anchor keyframe on; yield nothing if it is not met."""
+    index: int | None = None
+    for frame in decoded:
+        if index is None:
+            if frame.pts is not None and frame.pts < anchor_pts:
+                continue
+            if frame.pts != anchor_pts:
+                return
+            index = anchor_frame
+        else:
+            index += 1
+        yield index, frame
+
+
+def _pyav_open(segment: Segment) -> InputContainer:
     import av
 
-    want = set(wanted)
     try:
         container = av.open(segment.video)
     except av.FFmpegError as exc:
         raise _open_error(segment, "pyav", exc) from exc
-
-    with container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        frames = _pyav_numbered(container, stream, segment, segment.start_frame)
-        first = next(frames, None)
-        if first is None:
-            return
-        if first[0] > wanted[0]:
-            # The seek landed past the segment's start (a sparse or missing index):
-            # decode from the beginning of the file instead.
-            logger.debug(
-                "pyav seek overshot to frame %d in %s", first[0], segment.video
-            )
-            frames = _pyav_numbered(container, stream, segment, 0)
-        else:
-            frames = itertools.chain([first], frames)
-
-        for index, frame in frames:
-            if index > wanted[-1]:
-                break
-            if index in want:
-                # Two timestamps can round to one number on a variable-rate file;
-                # the first frame keeps it.
-                want.discard(index)
-                yield index, frame.to_ndarray(format="rgb24")
+    container.streams.video[0].thread_type = "AUTO"
+    return container
 
 
-def _pyav_numbered(
-    container: InputContainer, stream: VideoStream, segment: Segment, frame: int
-) -> Iterator[tuple[int, Any]]:
-    """Seek near `frame` and yield (frame number, av.VideoFrame) from there on.
-
-    A frame's number is its timestamp, less the stream's start time, times the frame
-    rate. A frame without a timestamp takes the number after the previous one.
-    """
-    start_pts = stream.start_time or 0
-    pts_per_frame = 1.0 / (segment.fps * float(stream.time_base or 1))
-    target_pts = start_pts + int(frame * pts_per_frame)
-    container.seek(target_pts, stream=stream, backward=True, any_frame=False)
-
-    index = -1
-    for decoded in container.decode(stream):
-        if decoded.pts is None:
-            index += 1
-        else:
-            index = round((decoded.pts - start_pts) / pts_per_frame)
-        yield index, decoded
+# -- decord ----------------------------------------------------------------------------
 
 
 def _read_decord(
@@ -215,23 +450,39 @@ def _read_decord(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield wanted frames with decord: an accurate seek, then next/skip_frames.
 
-    Reading sequentially with `skip_frames` avoids `get_batch`, which re-seeks for
-    every index and ran several times slower here.
+    decord turns frames upright by the display matrix itself. Reading sequentially
+    with `skip_frames` avoids `get_batch`, which re-seeks for every index and ran
+    several times slower here. `wanted` must be evenly spaced.
     """
+    reader = _decord_open(segment)
+    step = wanted[1] - wanted[0] if len(wanted) > 1 else 1
+    reader.seek_accurate(wanted[0])
+    for index in wanted:
+        try:
+            frame = reader.next()
+        except StopIteration:  # the data ends before the trusted count says
+            return
+        yield index, _as_numpy(frame)
+        if step > 1 and index + step <= wanted[-1]:
+            reader.skip_frames(step - 1)
+
+
+def _read_decord_batch(
+    segment: Segment, wanted: list[int]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield wanted frames with decord's own batched read, `get_batch`."""
+    reader = _decord_open(segment)
+    batch = _as_numpy(reader.get_batch(wanted))
+    yield from zip(wanted, batch, strict=True)
+
+
+def _decord_open(segment: Segment) -> Any:
     import decord
 
     try:
-        reader = decord.VideoReader(segment.video, ctx=decord.cpu(0))
+        return decord.VideoReader(segment.video, ctx=decord.cpu(0))
     except Exception as exc:  # decord raises its own DECORDError, a RuntimeError
         raise _open_error(segment, "decord", exc) from exc
-
-    last = min(wanted[-1], len(reader) - 1)
-    step = wanted[1] - wanted[0] if len(wanted) > 1 else 1
-    reader.seek_accurate(wanted[0])
-    for index in range(wanted[0], last + 1, step):
-        yield index, _as_numpy(reader.next())
-        if step > 1 and index + step <= last:
-            reader.skip_frames(step - 1)
 
 
 def _as_numpy(frame: Any) -> np.ndarray:
@@ -243,27 +494,37 @@ def _as_numpy(frame: Any) -> np.ndarray:
     return np.asarray(frame)
 
 
+# -- OpenCV ----------------------------------------------------------------------------
+
+
 def _read_opencv(
     segment: Segment, wanted: list[int]
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield wanted frames with OpenCV: grab() every frame, retrieve() wanted ones."""
+    """Yield wanted frames with OpenCV: grab() every frame, retrieve() wanted ones.
+
+    At a constant rate OpenCV's own seek by frame number is used; on a
+    variable-frame-rate file every frame is grabbed from the start.
+    """
     import cv2
 
     capture = cv2.VideoCapture(segment.video, cv2.CAP_FFMPEG)
     if not capture.isOpened():
         raise _open_error(segment, "opencv", "cv2.VideoCapture could not open it")
     try:
-        if wanted[0] > 0:
-            capture.set(cv2.CAP_PROP_POS_FRAMES, wanted[0])
+        capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
+        start = wanted[0] if segment.constant_rate else 0
+        if start > 0:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, start)
         want = set(wanted)
-        for index in range(wanted[0], wanted[-1] + 1):
+        for index in range(start, wanted[-1] + 1):
             if not capture.grab():
                 break
             if index in want:
                 ok, bgr = capture.retrieve()
                 if not ok:
                     break
-                yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                yield index, _upright(rgb, segment.rotation_deg)
     finally:
         capture.release()
 
@@ -280,5 +541,10 @@ def _open_error(segment: Segment, decoder: str, cause: object) -> VideoError:
 _READERS: dict[str, _Reader] = {
     "pyav": _read_pyav,
     "decord": _read_decord,
+    "opencv": _read_opencv,
+}
+_BATCH_READERS: dict[str, _Reader] = {
+    "pyav": _read_pyav,
+    "decord": _read_decord_batch,
     "opencv": _read_opencv,
 }

