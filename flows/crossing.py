@@ -29,18 +29,29 @@ results arrive, so a branch that does not fire creates no task run.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import json
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llama_prefect.tuning.reuse import (
+    ArchiveSignature,
+    Match,
+    distance,
+    nearest_profile,
+    stored_signature,
+)
 from prefect import flow, task
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 
 from llama_prefect.backends.local import LOCAL_CPU, LOCAL_GPU
 from llama_prefect.core.pipeline import OpSpec, Pipeline
+from llama_prefect.core.profiles import ProfileStore
 from llama_prefect.errors import VideoError, is_deterministic
 from llama_prefect.retries import TRANSIENT_RETRIES, error_of, retry_transient
 from llama_prefect.runner import OP_ATTRIBUTE, LlamaTaskRunner
@@ -58,6 +69,12 @@ DECODERS = ("pyav", "decord", "opencv")
 
 def _segment_frames(parameters: Mapping[str, Any]) -> float:
     return float(parameters["segment"].num_frames)
+
+
+def _segment_megapixels(parameters: Mapping[str, Any]) -> float:
+    """Work of a per-segment op: its frames' native pixels, in millions."""
+    seg = parameters["segment"]
+    return seg.num_frames * seg.width_px * seg.height_px / 1e6
 
 
 def _segment_video(parameters: Mapping[str, Any]) -> str:
@@ -86,7 +103,7 @@ def build_pipeline() -> Pipeline:
             backends=(LOCAL_CPU, LOCAL_GPU),
             device_by_backend=DEVICES,
             reference={"sample_every": 1, "width_px": 320},
-            units_of=_segment_frames,
+            units_of=_segment_megapixels,
             group_of=_segment_video,
         )
     )
@@ -103,7 +120,7 @@ def build_pipeline() -> Pipeline:
             # HOG finds people at least 128 px tall: below the native 768 px of the
             # street footage it misses about half of them.
             reference={"sample_every": 2, "width_px": 768, "win_stride_px": 8},
-            units_of=_segment_frames,
+            units_of=_segment_megapixels,
             group_of=_segment_video,
         )
     )
@@ -121,7 +138,7 @@ def build_pipeline() -> Pipeline:
             backends=(LOCAL_CPU, LOCAL_GPU),
             device_by_backend=DEVICES,
             reference={"sample_every": 5, "width_px": 640, "model": "mtcnn"},
-            units_of=_segment_frames,
+            units_of=_segment_megapixels,
             group_of=_segment_video,
         )
     )
@@ -513,7 +530,18 @@ def crossing(
     )
     write_report(report, report_path)
     publish_artifacts(report)
+    _publish_plots(report, Path(report_path).parent)
     return report
+
+
+def _publish_plots(report: dict[str, Any], folder: Path) -> None:
+    """Predicted against observed latency, beside the report and as an artifact."""
+    try:
+        from llama_prefect.plots import publish_run_plots
+    except ImportError as exc:  # matplotlib is an extra
+        logger.info("no fidelity plot (%s); pip install 'llama-prefect[plots]'", exc)
+        return
+    publish_run_plots(report, folder)
 
 
 def _llama_runner() -> LlamaTaskRunner:
@@ -541,6 +569,9 @@ def _video_entry(state: _VideoState) -> dict[str, Any]:
 
 
 # -- exploration --------------------------------------------------------------------
+
+#: Most videos the exploration looks at; a larger archive is sampled evenly (ours).
+SAMPLE_VIDEOS = 12
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -570,9 +601,11 @@ class SampleWork:
         spread: Segments with low, middling and high motion, for the motion op.
         busy: Moving segments where people are seen, for the people and face ops
             (a detector measured on empty footage learns nothing about accuracy).
+        videos: The videos that could be read (at most `SAMPLE_VIDEOS`).
         segments_per_video: Mean segments per video (the split's fan-out).
         moving_share: Share of the scored segments that have motion.
-        videos: The videos that could be read.
+        people_share: Share of the moving segments scored where people are seen.
+        signature: What the archive looks like, for profile reuse.
     """
 
     spread: list[Segment]
@@ -580,16 +613,21 @@ class SampleWork:
     videos: list[str]
     segments_per_video: float
     moving_share: float
+    people_share: float
+    signature: ArchiveSignature
 
 
 def sample_work(videos: Sequence[str], segment_s: float = 4.0) -> SampleWork:
     """Scores two segments per video for motion and people; picks exploration inputs.
 
     Videos that cannot be probed are left out with a warning: a broken file in the
-    archive must not stop the exploration of the others.
+    archive must not stop the exploration of the others. An archive of more than
+    `SAMPLE_VIDEOS` videos is looked at through that many, spread evenly over it.
     """
     per_video = [
-        segs for segs in (_segments_or_none(v, segment_s) for v in videos) if segs
+        found
+        for found in (_segments_or_none(v, segment_s) for v in _spread(videos))
+        if found
     ]
     if not per_video:
         raise VideoError(
@@ -598,7 +636,7 @@ def sample_work(videos: Sequence[str], segment_s: float = 4.0) -> SampleWork:
         )
     candidates = [
         segs[i]
-        for segs in per_video
+        for _, segs in per_video
         for i in sorted({len(segs) // 3, 2 * len(segs) // 3})
     ]
     scored = [
@@ -607,31 +645,52 @@ def sample_work(videos: Sequence[str], segment_s: float = 4.0) -> SampleWork:
     scored.sort(key=lambda pair: pair[0].score, reverse=True)
     by_score = [s for _, s in scored]
     spread = [by_score[0], by_score[len(by_score) // 2], by_score[-1]]
+    people = _people_seen([s for m, s in scored if m.moving] or by_score)
+    moving_share = _mean(1.0 if m.moving else 0.0 for m, _ in scored)
     return SampleWork(
         spread=list({s.video + str(s.index): s for s in spread}.values()),
-        busy=_most_people([s for m, s in scored if m.moving] or by_score, 2),
-        videos=[segs[0].video for segs in per_video],
-        segments_per_video=_mean(len(segs) for segs in per_video),
-        moving_share=_mean(1.0 if m.moving else 0.0 for m, _ in scored),
+        busy=[s for _, s in people[:2]],
+        videos=[info.path for info, _ in per_video],
+        segments_per_video=_mean(len(segs) for _, segs in per_video),
+        moving_share=moving_share,
+        people_share=_mean(1.0 if n > 0 else 0.0 for n, _ in people),
+        signature=ArchiveSignature.of_videos(
+            [
+                (i.num_frames, i.width_px * i.height_px / 1e6, i.fps, i.codec)
+                for i, _ in per_video
+            ],
+            motion_share=moving_share,
+            people_per_frame=_mean(n for n, _ in people),
+        ),
     )
 
 
-def _segments_or_none(video: str, segment_s: float) -> list[Segment] | None:
+def _spread(videos: Sequence[str]) -> list[str]:
+    if len(videos) <= SAMPLE_VIDEOS:
+        return list(videos)
+    step = len(videos) / SAMPLE_VIDEOS
+    return [videos[int(i * step)] for i in range(SAMPLE_VIDEOS)]
+
+
+def _segments_or_none(
+    video: str, segment_s: float
+) -> tuple[VideoInfo, list[Segment]] | None:
     try:
-        return split_video(probe(video), segment_s)
+        info = probe(video)
+        return info, split_video(info, segment_s)
     except VideoError as exc:
         logger.warning("exploration leaves out %s: %s", video, exc)
         return None
 
 
-def _most_people(segments: Sequence[Segment], count: int) -> list[Segment]:
-    """The `count` segments where a quick look at a few frames finds most people."""
+def _people_seen(segments: Sequence[Segment]) -> list[tuple[float, Segment]]:
+    """Mean people a quick look at a few frames finds per segment, most first."""
     seen = [
         (_mean(video_ops.count_people(s, sample_every=10, width_px=768).counts), s)
         for s in segments
     ]
     seen.sort(key=lambda pair: pair[0], reverse=True)
-    return [s for _, s in seen[:count]]
+    return seen
 
 
 def exploration_probes(work: SampleWork, videos: Sequence[str]) -> dict[str, Any]:
@@ -649,13 +708,49 @@ def exploration_probes(work: SampleWork, videos: Sequence[str]) -> dict[str, Any
     }
     return {
         "split": OpProbe(
-            split.fn, [{"video": v} for v in work.videos[:2]], lambda p: 1.0
+            split.fn,
+            [{"video": v} for v in work.videos[:2]],
+            lambda p: 1.0,
+            fanout=lambda out: float(len(out.segments)),
         ),
-        "motion": OpProbe(motion.fn, spread, _segment_frames, _motion_agreement),
-        "people": OpProbe(people.fn, busy, _segment_frames, _count_agreement),
-        "faces": OpProbe(faces.fn, busy, _segment_frames, _count_agreement),
+        "motion": OpProbe(
+            motion.fn,
+            spread,
+            _segment_megapixels,
+            _motion_agreement,
+            fanout=lambda out: 1.0 if out.moving else 0.0,
+        ),
+        "people": OpProbe(
+            people.fn,
+            busy,
+            _segment_megapixels,
+            _count_agreement,
+            fanout=lambda out: 1.0 if any(c > 0 for c in out.counts) else 0.0,
+        ),
+        "faces": OpProbe(faces.fn, busy, _segment_megapixels, _count_agreement),
         "aggregate": OpProbe(aggregate.fn, [gather_input], lambda p: 1.0),
     }
+
+
+@dataclass
+class Profiling:
+    """What `seed_profiles` did: explored the archive, or reused a stored profile.
+
+    Attributes:
+        path: The profile store written (or kept).
+        signature: What the archive looks like.
+        exploration: The exploration, or None when a stored profile was reused.
+        reused: The stored profile reused and its distance, or None.
+        seconds: Wall seconds, the look at the archive included.
+        cost_usd: Dollars of the slots held, the look at the archive included.
+    """
+
+    path: Path
+    signature: ArchiveSignature
+    exploration: Any
+    reused: Match | None
+    seconds: float
+    cost_usd: float
 
 
 def seed_profiles(
@@ -664,27 +759,134 @@ def seed_profiles(
     *,
     n_trials: int = 16,
     segment_s: float = 4.0,
+    accuracy_floor: float = 0.8,
+    timeout_s: float = 120.0,
     journal_path: str | Path | None = None,
     progress: bool = True,
+    reexplore: bool = True,
+) -> Profiling:
+    """Explores the crossing pipeline on `videos` and writes the profile store.
+
+    Args:
+        videos: The archive's video files.
+        profile_path: The profile store to write.
+        n_trials: Distinct configurations to try per op and backend.
+        segment_s: Segment length the flow will cut videos into, in seconds.
+        accuracy_floor: Least accuracy against each op's reference, in [0, 1].
+        timeout_s: Time bound of one trial, in seconds.
+        journal_path: Optuna journal file keeping every trial (none: in memory).
+        progress: Show a progress bar.
+        reexplore: Explore even when a stored profile in the folder of
+            `profile_path` was measured on a similar archive (see
+            `llama_prefect.tuning.reuse`); False reuses that profile instead.
+    """
+    from llama_prefect.core.pricing import PriceCatalog
+
+    start = time.perf_counter()
+    path = Path(profile_path)
+    work = sample_work(videos, segment_s)
+    look_s = time.perf_counter() - start
+    prices = PriceCatalog.load()
+    if not reexplore:
+        match = nearest_profile(
+            work.signature,
+            path.parent,
+            pipeline=PIPELINE.name,
+            accuracy_floor=accuracy_floor,
+        )
+        if match is not None and match.reusable:
+            _reuse(match, path)
+            seconds = time.perf_counter() - start
+            cost = seconds * prices.price(LOCAL_CPU).usd_per_slot_s
+            return Profiling(path, work.signature, None, match, seconds, cost)
+    result = _explore_archive(
+        work, videos, accuracy_floor, n_trials, timeout_s, journal_path, progress
+    )
+    _record_archive(result, work, videos, look_s, prices)
+    _keep_aside(path, work.signature)
+    result.store.save(path)
+    seconds = time.perf_counter() - start
+    return Profiling(path, work.signature, result, None, seconds, result.cost_usd)
+
+
+def _explore_archive(
+    work: SampleWork,
+    videos: Sequence[str],
+    accuracy_floor: float,
+    n_trials: int,
+    timeout_s: float,
+    journal_path: str | Path | None,
+    progress: bool,
 ) -> Any:
-    """Explores the crossing pipeline on `videos` and writes the profile store."""
     from llama_prefect.tuning.explore import explore
 
     from llama_prefect.backends.local import local_gpu
 
     backends = [LOCAL_CPU] + ([LOCAL_GPU] if local_gpu().available() else [])
-    work = sample_work(videos, segment_s)
-    result = explore(
+    return explore(
         PIPELINE,
         exploration_probes(work, videos),
         backends=backends,
         n_trials=n_trials,
+        timeout_s=timeout_s,
+        accuracy_floor=accuracy_floor,
         journal_path=journal_path,
         progress=progress,
     )
+
+
+def _record_archive(
+    result: Any, work: SampleWork, videos: Sequence[str], look_s: float, prices: Any
+) -> None:
+    """Puts the archive's shape and the look's cost into the store."""
+    store = result.store
     # The declared fan-out and branch odds are replaced by what this archive shows.
-    result.store.observe_edge("split", "motion", work.segments_per_video)
-    result.store.observe_edge("motion", "people", work.moving_share)
-    result.store.meta["measured_on"] = [str(v) for v in videos]
-    result.store.save(profile_path)
-    return result
+    store.observe_edge("split", "motion", work.segments_per_video)
+    store.observe_edge("motion", "people", work.moving_share)
+    store.observe_edge("people", "faces", work.people_share)
+    store.meta["measured_on"] = {
+        "videos": [str(v) for v in videos],
+        "sampled_videos": work.videos,
+        "signature": work.signature.to_dict(),
+    }
+    look_usd = look_s * prices.price(LOCAL_CPU).usd_per_slot_s
+    result.seconds += look_s
+    result.cost_usd += look_usd
+    explored = store.meta["exploration"]
+    explored.update(
+        seconds=result.seconds, cost_usd=result.cost_usd, archive_look_s=look_s
+    )
+
+
+def _reuse(match: Match, path: Path) -> None:
+    """Makes the stored profile of `match` the one at `path`."""
+    if match.path.resolve() == path.resolve():
+        return
+    data = json.loads(match.path.read_text(encoding="utf-8"))
+    store = ProfileStore.from_dict(data)
+    store.meta["reused_from"] = {
+        "path": str(match.path),
+        "distance": match.distance,
+        "terms": match.terms,
+    }
+    _keep_aside(path, None)
+    store.save(path)
+
+
+def _keep_aside(path: Path, signature: ArchiveSignature | None) -> None:
+    """Renames a store of another archive at `path` so it stays in the library."""
+    if not path.exists():
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    theirs = stored_signature(data) if isinstance(data, dict) else None
+    if theirs is None or (signature is not None and distance(signature, theirs) == 0):
+        return
+    digest = hashlib.sha1(
+        json.dumps(theirs.to_dict(), sort_keys=True).encode("utf-8")
+    ).hexdigest()[:8]
+    aside = path.with_name(f"{path.stem}.{digest}{path.suffix}")
+    path.replace(aside)
+    logger.info("kept the profile of another archive as %s", aside)

@@ -51,16 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     samples.add_argument("--force", action="store_true", help="rebuild existing files")
     samples.set_defaults(handler=_samples)
 
-    profile = sub.add_parser("profile", help="explore a pipeline's configurations")
-    _common(profile)
-    profile.add_argument(
-        "--trials",
-        type=_positive(int),
-        default=16,
-        help="trial budget per op and backend (16)",
-    )
-    profile.set_defaults(handler=_profile)
-
+    _add_profile(sub)
     _add_run(sub)
     return parser
 
@@ -147,23 +138,178 @@ def _samples(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- profile ---------------------------------------------------------------------------
+
+
+def _add_profile(sub: Any) -> None:
+    profile = sub.add_parser(
+        "profile",
+        help="explore a pipeline's configurations (or reuse a fitting profile)",
+    )
+    _common(profile)
+    profile.add_argument(
+        "--trials",
+        type=_positive(int),
+        default=16,
+        help="distinct configurations to try per op and backend (16)",
+    )
+    profile.add_argument(
+        "--accuracy-floor",
+        type=float,
+        default=0.8,
+        help="configurations less accurate than this against the op's reference "
+        "are infeasible (0.8); explore at the floor you will run at",
+    )
+    profile.add_argument(
+        "--trial-timeout-s",
+        type=_positive(float),
+        default=120.0,
+        help="seconds one trial may take before it is failed (120)",
+    )
+    profile.add_argument(
+        "--segment-s",
+        type=_positive(float),
+        default=4.0,
+        help="length of the segments each video is cut into, in seconds (4)",
+    )
+    profile.add_argument(
+        "--reexplore",
+        action="store_true",
+        help="explore even when a stored profile was measured on a similar archive",
+    )
+    profile.add_argument(
+        "--plots",
+        default=None,
+        help="folder for the Pareto front plots (beside the profile store)",
+    )
+    profile.set_defaults(handler=_profile)
+
+
 def _profile(args: argparse.Namespace) -> int:
-    from llama_prefect.flows.crossing import list_videos, seed_profiles
+    from llama_prefect.flows.crossing import list_videos
+
+    if not 0.0 <= args.accuracy_floor <= 1.0:
+        raise ConfigurationError(
+            f"--accuracy-floor must be in [0, 1], but got {args.accuracy_floor}"
+        )
+    path = _profiles_path(args)
+    outcome = _explore_or_reuse(args, list_videos(args.videos), path)
+    _print_profiling(outcome, _plots_folder(args, path))
+    return 0
+
+
+def _explore_or_reuse(args: argparse.Namespace, videos: list[str], path: Path) -> Any:
+    """Explores the archive, or reuses the nearest stored profile that fits it."""
+    from llama_prefect.flows.crossing import seed_profiles
+
+    return seed_profiles(
+        videos,
+        path,
+        n_trials=getattr(args, "trials", 16),
+        segment_s=getattr(args, "segment_s", 4.0),
+        accuracy_floor=getattr(args, "accuracy_floor", 0.8),
+        timeout_s=getattr(args, "trial_timeout_s", 120.0),
+        journal_path=path.with_suffix(".optuna.log"),
+        reexplore=getattr(args, "reexplore", False),
+    )
+
+
+def _ensure_profiles(args: argparse.Namespace) -> Path:
+    """The profile store for `run`: kept when measured on these videos, else found.
+
+    A store measured on other videos is checked against this archive: it is kept, or
+    another stored profile is reused, when one fits; otherwise the archive is
+    explored (see `llama_prefect.tuning.reuse`).
+    """
+    from llama_prefect.flows.crossing import list_videos
 
     path = _profiles_path(args)
     videos = list_videos(args.videos)
-    result = seed_profiles(
-        videos,
-        path,
-        n_trials=args.trials,
-        journal_path=path.with_suffix(".optuna.log"),
+    if path.exists() and _measured_on(path) == [str(v) for v in videos]:
+        return path
+    reason = "no profiles" if not path.exists() else "profiles of other videos"
+    print(f"{reason} at {path}: looking for a profile that fits this archive")
+    _print_profiling(_explore_or_reuse(args, videos, path), _plots_folder(args, path))
+    return path
+
+
+def _measured_on(path: Path) -> list[str] | None:
+    import json
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8")).get("meta", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    measured = raw.get("measured_on")
+    if isinstance(measured, dict):
+        measured = measured.get("videos")
+    return list(measured) if isinstance(measured, list) else None
+
+
+def _plots_folder(args: argparse.Namespace, path: Path) -> Path:
+    folder = getattr(args, "plots", None)
+    return Path(folder) if folder else path.with_suffix(".plots")
+
+
+def _print_profiling(outcome: Any, plots: Path) -> None:
+    from rich.console import Console
+
+    console = Console()
+    if outcome.reused is not None:
+        match = outcome.reused
+        console.print(
+            f"reused {match.path} for this archive (signature distance "
+            f"{match.distance:.2f}, at most 1 reuses) -> {outcome.path}; the look "
+            f"took {outcome.seconds:.1f} s (${outcome.cost_usd:.6f}). Pass "
+            "--reexplore to explore anyway."
+        )
+        return
+    result = outcome.exploration
+    console.print(_exploration_table(result))
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    meta = result.store.meta["exploration"]
+    console.print(
+        f"profiling cost {outcome.seconds:.1f} s and ${outcome.cost_usd:.6f} "
+        f"({meta['trials_run']} trials run, {meta['resumed_trials']} read from the "
+        f"journal, {meta['failed_trials']} failed) -> {outcome.path}"
     )
-    print(
-        f"profiled {sum(len(m) for m in result.measurements.values())} configurations "
-        f"in {result.seconds:.1f} s (${result.cost_usd:.6f}, "
-        f"{result.failed_trials} failed trials) -> {path}"
-    )
-    return 0
+    console.print(f"journal: {meta['journal']}")
+    for png in _pareto_plots(result, plots):
+        console.print(f"plot: {png}")
+
+
+def _exploration_table(result: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(title="exploration per op and backend")
+    for column in ("op", "trials", "journal", "failed", "front", "seeded"):
+        table.add_column(column)
+    for column in ("best s/unit", "seconds", "cost $"):
+        table.add_column(column, justify="right")
+    for r in result.ops:
+        feasible = [m.s_per_unit for m in r.front]
+        table.add_row(
+            f"{r.op}@{r.backend}",
+            str(r.trials_run),
+            str(r.resumed),
+            str(len(r.failed)),
+            str(len(r.front)),
+            str(len(r.seeded)),
+            f"{min(feasible):.3g}" if feasible else "none",
+            f"{r.seconds:.1f}",
+            f"{r.cost_usd:.6f}",
+        )
+    return table
+
+
+def _pareto_plots(result: Any, folder: Path) -> list[Path]:
+    try:
+        from llama_prefect.plots import pareto_plots
+    except ImportError as exc:  # matplotlib is an extra
+        print(f"no plots: {exc}; pip install 'llama-prefect[plots]'")
+        return []
+    return pareto_plots(result, folder)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -176,10 +322,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     _check_writable(Path(args.report))
     list_videos(args.videos)  # fail fast, before any work, on a bad folder
-    path = _profiles_path(args)
-    if not path.exists():
-        print(f"no profiles at {path}: exploring the pipeline first")
-        _profile(args)
+    path = _ensure_profiles(args)
     flow = crossing.with_options(
         task_runner=LlamaTaskRunner(PIPELINE, profile_path=path)
     )

@@ -47,6 +47,8 @@ class ConfigProfile:
         seed_s_per_unit: Latency per unit of work measured by exploration, in seconds.
         accuracy: Agreement with the reference configuration, in [0, 1].
         peak_mem_mb: Peak resident memory growth seen while it ran, if measured.
+        fanout: Mean downstream invocations per input that exploration saw, if
+            measured (a branch that did not fire counts 0).
         residual: EWMA of observed over drift-corrected seed latency.
         observations: Finished invocations seen online.
         recent_s_per_unit: Last observed latencies per unit, newest last.
@@ -55,6 +57,7 @@ class ConfigProfile:
     seed_s_per_unit: float
     accuracy: float = 1.0
     peak_mem_mb: float | None = None
+    fanout: float | None = None
     residual: float = 1.0
     observations: int = 0
     recent_s_per_unit: list[float] = field(default_factory=list)
@@ -96,6 +99,7 @@ class ProfileStore:
         *,
         accuracy: float = 1.0,
         peak_mem_mb: float | None = None,
+        fanout: float | None = None,
     ) -> None:
         """Records an explored configuration, replacing what was known of it."""
         if not s_per_unit > 0:
@@ -103,7 +107,10 @@ class ProfileStore:
                 f"{op} {config.key}: latency per unit must be > 0, but got {s_per_unit}"
             )
         self._op(op).configs[config.key] = ConfigProfile(
-            seed_s_per_unit=s_per_unit, accuracy=accuracy, peak_mem_mb=peak_mem_mb
+            seed_s_per_unit=s_per_unit,
+            accuracy=accuracy,
+            peak_mem_mb=peak_mem_mb,
+            fanout=fanout,
         )
 
     def configurations(self, op: str) -> list[Configuration]:
