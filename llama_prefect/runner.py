@@ -41,7 +41,7 @@ from llama_prefect.core.clock import RealClock
 from llama_prefect.core.pipeline import Pipeline
 from llama_prefect.core.pricing import PriceCatalog
 from llama_prefect.core.profiles import ProfileStore
-from llama_prefect.core.scheduler import Invocation, Scheduler, Settings
+from llama_prefect.core.scheduler import Attempt, Scheduler, Settings
 from llama_prefect.errors import ConfigurationError, is_deterministic
 from llama_prefect.retries import error_of
 from llama_prefect.settings import RunSettings
@@ -231,6 +231,10 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             accuracy_floor=float(self.run_settings["accuracy_floor"]),
             late_commit=self._args["late_commit"],
             feedback=self._args["feedback"],
+            # Duplicates and retries need a proxy body in the task run; until the
+            # runner has one, a failed invocation fails its task run.
+            duplication=False,
+            retries=0,
         )
         logger.info(
             "llama runner: SLO %.1f s, objective %s, accuracy floor %.2f, backends %s",
@@ -315,7 +319,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
                 self._log_decision(inv, pending)
                 self._executor.submit(pending.context.run, self._run, inv, pending)
 
-    def _run(self, inv: Invocation, pending: _Pending) -> None:
+    def _run(self, inv: Attempt, pending: _Pending) -> None:
         from prefect.task_engine import run_task_sync
 
         assert inv.plan is not None
@@ -367,7 +371,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
 
     def _finish(
         self,
-        inv: Invocation,
+        inv: Attempt,
         *,
         ok: bool,
         error: str | None,
@@ -382,7 +386,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
 
     # -- records and logs --------------------------------------------------------------
 
-    def _record(self, inv: Invocation) -> dict[str, Any]:
+    def _record(self, inv: Attempt) -> dict[str, Any]:
         plan, spec = inv.plan, inv.speculative
         assert plan is not None
         return {
@@ -418,7 +422,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         with self._lock:
             return list(self._records)
 
-    def _log_decision(self, inv: Invocation, pending: _Pending) -> None:
+    def _log_decision(self, inv: Attempt, pending: _Pending) -> None:
         plan = inv.plan
         assert plan is not None
         knobs = "".join(f" {k}={v}" for k, v in plan.config.knobs)

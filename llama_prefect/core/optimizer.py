@@ -41,12 +41,18 @@ class Candidate:
         predicted_s: Predicted latency of the invocation, start-up included.
         cost_usd: Predicted cost of the invocation.
         accuracy: Accuracy against the op's reference configuration.
+        run_s: Predicted mean run time of its call, start-up and waits excluded.
+        fill: Invocations its call is priced for (its share of a batched call).
+        wait_s: Seconds it waits for its call to fill before it runs (0: now).
     """
 
     config: Configuration
     predicted_s: float
     cost_usd: float
     accuracy: float
+    run_s: float = 0.0
+    fill: int = 1
+    wait_s: float = 0.0
 
 
 Objective = ObjectiveName | Callable[[Sequence[Candidate], float], Candidate]
@@ -103,7 +109,7 @@ def price_candidates(
         predicted_s = run_s + delays.get(config.backend, 0.0)
         cost_usd = prices.cost_usd(config.backend, run_s, config.slots)
         accuracy = store.profile(op, config).accuracy
-        out.append(Candidate(config, predicted_s, cost_usd, accuracy))
+        out.append(Candidate(config, predicted_s, cost_usd, accuracy, run_s))
     return out
 
 
@@ -137,14 +143,15 @@ def choose(
         eligible = [c for c in candidates if c.accuracy == best_accuracy]
 
     chosen = _apply_objective(eligible, target_s, objective, miss_key)
-    for c in eligible:
-        logger.debug(
-            "candidate %s predicted %.3f s cost $%.8f accuracy %.3f",
-            c.config.key,
-            c.predicted_s,
-            c.cost_usd,
-            c.accuracy,
-        )
+    if logger.isEnabledFor(logging.DEBUG):
+        for c in eligible:
+            logger.debug(
+                "candidate %s predicted %.3f s cost $%.8f accuracy %.3f",
+                c.config.key,
+                c.predicted_s,
+                c.cost_usd,
+                c.accuracy,
+            )
     return Choice(
         candidate=chosen,
         target_s=target_s,

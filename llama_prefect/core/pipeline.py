@@ -27,6 +27,9 @@ KnobSpace = Mapping[str, tuple[KnobValue, ...]]
 DEVICE_KNOB = "device"
 #: Knob that sets how many slots of its backend one invocation occupies.
 THREADS_KNOB = "threads"
+#: Knob that sets how many invocations one call of a batched op takes at most. (The
+#: frames per forward pass inside one invocation are an ordinary knob besides this.)
+CALL_BATCH_KNOB = "call_batch"
 
 
 @dataclass(frozen=True, order=True)
@@ -71,6 +74,11 @@ class Configuration:
         """Slots of its backend that one invocation with this configuration holds."""
         return int(self.as_dict().get(THREADS_KNOB, 1))
 
+    @property
+    def call_batch(self) -> int:
+        """Invocations one call with this configuration takes at most (1: unbatched)."""
+        return max(1, int(self.as_dict().get(CALL_BATCH_KNOB, 1)))
+
 
 def _parse_value(text: str) -> KnobValue:
     if text in ("True", "False"):
@@ -100,6 +108,9 @@ class OpSpec:
         units_of: Work units of one invocation from its resolved task parameters.
         group_of: The source item (video) an invocation belongs to, from its
             parameters; invocations of one group share a fan-out.
+        batch_fn: The op's body over a list of parameter sets, returning one output
+            per set, for configurations with a ``call_batch`` knob: several
+            invocations committed together share one call of it.
     """
 
     name: str
@@ -111,6 +122,7 @@ class OpSpec:
     device_by_backend: Mapping[str, str] = field(default_factory=dict)
     units_of: Callable[[Mapping[str, Any]], float] | None = None
     group_of: Callable[[Mapping[str, Any]], str] | None = None
+    batch_fn: Callable[[list[dict[str, Any]]], list[Any]] | None = None
 
     def __post_init__(self) -> None:
         for knob, values in self.knobs.items():

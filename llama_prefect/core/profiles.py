@@ -16,12 +16,19 @@ The prediction is ``seed x drift(op, backend) x residual(config)``. The store al
 learns the work units of an invocation of each op and the rate of each edge (fan-out
 times branch odds), and keeps the last observations of each configuration for quantiles.
 
+The published method kept feedback per configuration only; `observe(...,
+shared=False)` does that (the residual alone learns, at the full weight), so a bench
+can show the difference. Every observation also moves the spread of the prediction's
+error per op and backend (a moving average of the squared log ratio of observed to
+predicted), from which the scheduler predicts tail quantiles.
+
 The file is JSON, written atomically, readable by a person.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -37,6 +44,12 @@ FORMAT_VERSION = 1
 RESIDUAL_SHARE = 0.25
 #: Observations kept per configuration for quantiles.
 RECENT_KEPT = 64
+#: Log-scale spread of a prediction's error before anything was observed (ours:
+#: invocations on real footage vary by about 20% around their profile).
+PRIOR_SPREAD = 0.2
+#: Weight of one observation in the moving average of the squared log error (ours:
+#: about the last 40 observations count).
+SPREAD_WEIGHT = 0.05
 
 
 @dataclass
@@ -70,6 +83,7 @@ class OpProfile:
     configs: dict[str, ConfigProfile] = field(default_factory=dict)
     drift: dict[str, float] = field(default_factory=dict)
     units_per_invocation: float | None = None
+    log_var: dict[str, float] = field(default_factory=dict)
 
 
 class ProfileStore:
@@ -88,6 +102,7 @@ class ProfileStore:
         self.ops: dict[str, OpProfile] = {}
         self.edge_rates: dict[tuple[str, str], float] = {}
         self.meta: dict[str, Any] = {}
+        self._configs: dict[str, tuple[tuple[int, int], list[Configuration]]] = {}
 
     # -- seeding and lookup ------------------------------------------------------------
 
@@ -112,11 +127,20 @@ class ProfileStore:
             peak_mem_mb=peak_mem_mb,
             fanout=fanout,
         )
+        self._configs.pop(op, None)
 
     def configurations(self, op: str) -> list[Configuration]:
-        """The profiled configurations of `op`."""
+        """The profiled configurations of `op` (a list the caller must not change)."""
         known = self.ops.get(op)
-        return [Configuration.from_key(k) for k in known.configs] if known else []
+        if known is None:
+            return []
+        stamp = (id(known.configs), len(known.configs))
+        cached = self._configs.get(op)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        found = [Configuration.from_key(k) for k in known.configs]
+        self._configs[op] = (stamp, found)
+        return found
 
     def has(self, op: str) -> bool:
         """True when at least one configuration of `op` is profiled."""
@@ -145,6 +169,16 @@ class ProfileStore:
             return self.predict_s_per_unit(op, config)
         return recent[min(len(recent) - 1, int(q * len(recent)))]
 
+    def spread(self, op: str, backend: str) -> float:
+        """Log-scale spread of the prediction error of `op` on `backend`.
+
+        The root of the moving average of the squared log ratio of observed to
+        predicted latency; `PRIOR_SPREAD` until something was observed.
+        """
+        known = self.ops.get(op)
+        var = known.log_var.get(backend) if known is not None else None
+        return PRIOR_SPREAD if var is None else math.sqrt(var)
+
     def units_per_invocation(self, op: str, default: float = 1.0) -> float:
         """Learned work units of one invocation of `op`."""
         known = self.ops.get(op)
@@ -155,21 +189,39 @@ class ProfileStore:
     # -- feedback ----------------------------------------------------------------------
 
     def observe(
-        self, op: str, config: Configuration, units: float, observed_s: float
+        self,
+        op: str,
+        config: Configuration,
+        units: float,
+        observed_s: float,
+        *,
+        shared: bool = True,
+        invocation_units: float | None = None,
     ) -> None:
-        """Corrects the profile with one finished invocation.
+        """Corrects the profile with one finished invocation (or batched call).
 
         Args:
             op: The op that ran.
             config: The configuration it ran with; must be profiled.
-            units: Work units the invocation processed (> 0).
+            units: Work units the invocation or call processed (> 0).
             observed_s: Its measured latency in seconds.
+            shared: Let the drift shared by the op's configurations on this backend
+                learn (True), or only this configuration, as published (False).
+            invocation_units: Work units of one invocation, when `units` counts a
+                batched call of several (default: `units`).
         """
         prof = self.profile(op, config)
-        per_unit = observed_s / max(units, 1e-9)
+        per_unit = max(observed_s, 1e-12) / max(units, 1e-9)
         ratio = per_unit / self.predict_s_per_unit(op, config)
         ops = self.ops[op]
         w = self.ewma_weight
+        self._observe_spread(ops, config.backend, ratio)
+        prof.observations += 1
+        prof.recent_s_per_unit = (prof.recent_s_per_unit + [per_unit])[-RECENT_KEPT:]
+        self.observe_units(op, units if invocation_units is None else invocation_units)
+        if not shared:
+            prof.residual *= 1 - w + w * ratio
+            return
 
         # The shared drift moves by the whole error of the prediction; the residual
         # moves toward what the new drift leaves unexplained, but RESIDUAL_SHARE
@@ -183,9 +235,12 @@ class ProfileStore:
         target_residual = per_unit / (prof.seed_s_per_unit * new_drift)
         w_res = w * RESIDUAL_SHARE
         prof.residual = (1 - w_res) * prof.residual + w_res * target_residual
-        prof.observations += 1
-        prof.recent_s_per_unit = (prof.recent_s_per_unit + [per_unit])[-RECENT_KEPT:]
-        self.observe_units(op, units)
+
+    @staticmethod
+    def _observe_spread(ops: OpProfile, backend: str, ratio: float) -> None:
+        err = math.log(max(ratio, 1e-9)) ** 2
+        old = ops.log_var.get(backend, PRIOR_SPREAD**2)
+        ops.log_var[backend] = (1 - SPREAD_WEIGHT) * old + SPREAD_WEIGHT * err
 
     def observe_units(self, op: str, units: float) -> None:
         """Moves the expected work units of `op` toward one observation."""
@@ -234,6 +289,7 @@ class ProfileStore:
                 configs=configs,
                 drift=dict(raw.get("drift", {})),
                 units_per_invocation=raw.get("units_per_invocation"),
+                log_var=dict(raw.get("log_var", {})),
             )
         return store
 
@@ -281,6 +337,7 @@ class ProfileStore:
         for op in ops:
             if op in other.ops:
                 self.ops[op] = other.ops[op]
+                self._configs.pop(op, None)
 
     def _op(self, op: str) -> OpProfile:
         return self.ops.setdefault(op, OpProfile())

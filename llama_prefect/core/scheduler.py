@@ -1,34 +1,66 @@
-"""The scheduler: invocations from creation to commit, and what they teach the profiles.
+"""The scheduler: invocations from creation to their one delivered result.
 
 An invocation is created when its task is submitted. It gets a speculative plan at once
-(target and configuration with what is known then) and waits until its inputs are
-ready. Ready invocations are committed when their backend has free slots, deepest op
-first, then oldest; at commit the target and configuration are computed again with fresh
-state (late commit), and the invocation may move to another backend. A finished
-invocation releases its slots and corrects the profiles; when a group (one video) ends,
-the edge rates of its fan-out and branches are learned.
+(target and configuration from what is known then) and waits for its inputs. A ready
+invocation sits in the queue of the backend its plan chose. When a backend has free
+slots, a commit round takes invocations from the queues and plans each again with fresh
+state (late commit): it may change configuration or move to another backend, and it is
+committed only where its slots are free, so no backend ever holds more than its
+concurrency. Each commit starts an *attempt*; the first attempt of an invocation to
+succeed delivers its result, and every other attempt of it is cancelled.
 
-This first version commits in priority order without batching, quotas or duplication.
-The class is pure: no threads, no Prefect. Callers serialize access to it.
+Mechanisms, each behind a switch in `Settings` for ablations:
+
+* **Priority commit** (`priority_commit`): deeper ops first, then the op with the
+  strongest affinity for the backend (how much more its cheapest configuration costs
+  on its next best backend), then the oldest; each op gets a quota per round (its
+  share of the backend's free slots) until every op with work had its turn.
+* **Safe delayed batching** (`batching`): a configuration with a ``call_batch`` knob
+  runs several invocations in one call. When fewer are ready than it takes, it waits
+  only if running upstream work is predicted to make enough of them soon and the wait
+  plus the call still fits the target; otherwise it runs what is ready, or another
+  configuration wins. An invocation waits for a batch at most once.
+* **Straggler duplication** (`duplication`): an attempt running past
+  ``straggler_factor`` (ours: 2) times its predicted latency, or past the last moment
+  at which a fresh attempt could still meet its target (never before
+  ``straggler_floor`` times its prediction), gets a duplicate that is planned and
+  committed again.
+* **Retry through re-planning** (`retries`): a failed attempt with no other attempt
+  alive is planned and committed again, unless its failure is deterministic.
+* **Injection**: attempts can be marked to fail or to straggle at given rates; the
+  caller (runner or simulator) makes them do so.
+
+The published method's weak spots are fixed behind switches (`Settings.published()`
+restores the published behaviour): feedback shared across an op's configurations on
+a backend plus an occasional re-try of abandoned ones (`shared_feedback`,
+`retry_abandoned`); tail quantiles that grow with the width of the fan-out
+(`fanout_quantile`); and a work weight taken robustly from the configuration that
+clears each op's work soonest across backends (`weight_basis="robust"`), not from the
+one last chosen.
+
+The class is pure: no threads, no Prefect, no wall time except its clock. Callers
+serialize access to it and tell it when attempts end (`finish`), when an invocation's
+inputs are ready (`mark_ready`), and call `poll` at `next_event_s()` for stragglers
+and delayed batches.
 """
 
 from __future__ import annotations
 
+import bisect
 import enum
+import heapq
 import logging
-from collections import defaultdict
+import math
+import random
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
+from statistics import NormalDist
 
 import networkx as nx
 
 from llama_prefect.core.clock import Clock, RealClock
-from llama_prefect.core.optimizer import (
-    Candidate,
-    Objective,
-    choose,
-    price_candidates,
-)
+from llama_prefect.core.optimizer import Candidate, Objective, choose
+from llama_prefect.core.options import Option, build_options
 from llama_prefect.core.pipeline import Configuration, Pipeline
 from llama_prefect.core.pricing import PriceCatalog
 from llama_prefect.core.profiles import ProfileStore
@@ -37,15 +69,26 @@ from llama_prefect.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
+INF = float("inf")
+#: Attempts of one invocation alive at once (the original and one duplicate; ours).
+MAX_LIVE_ATTEMPTS = 2
+#: Stage-weight options are rebuilt after this many observations of an op (ours).
+WEIGHT_REFRESH = 8
+#: Other backends' queue heads a free backend examines per round (ours).
+STEALS_PER_ROUND = 4
+WEIGHT_BASES = ("robust", "fastest", "chosen")
+SCOPES = ("run", "group")
+
 
 class State(enum.Enum):
-    """Where an invocation is in its life."""
+    """Where an invocation or an attempt is in its life."""
 
     WAITING = "waiting"
     READY = "ready"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -56,11 +99,14 @@ class BackendSlots:
         name: Backend name.
         capacity: Slots it has (vCPUs, GPUs, concurrent functions).
         startup_s: Delay before an invocation starts running on it, in seconds.
+        per_invocation: True when its concurrency counts invocations whatever their
+            threads (Lambda); False when an invocation holds one slot per thread.
     """
 
     name: str
     capacity: int
     startup_s: float = 0.0
+    per_invocation: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,12 +118,17 @@ class Plan:
         time_left_s: Seconds to the deadline when it was decided.
         path: The path that set the target.
         config: The chosen configuration.
-        predicted_s: Its predicted latency.
-        cost_usd: Its predicted cost.
+        predicted_s: Its predicted latency (start-up, waits and tail margin in).
+        cost_usd: Its predicted cost (its share of a batched call).
         accuracy: Its accuracy against the reference configuration.
         predicted_miss: True when even the chosen one is predicted to miss.
         below_floor: True when no configuration met the accuracy floor.
         considered: Configurations priced.
+        run_s: Predicted mean run time of its call.
+        fill: Invocations its call was priced for.
+        wait_s: Seconds it chose to wait for its batch to fill (0: none).
+        fastest_s: Predicted latency of the fastest configuration then.
+        probe: True when it re-tries a configuration not chosen for long.
     """
 
     target_s: float
@@ -90,56 +141,234 @@ class Plan:
     predicted_miss: bool
     below_floor: bool
     considered: int
+    run_s: float = 0.0
+    fill: int = 1
+    wait_s: float = 0.0
+    fastest_s: float = 0.0
+    probe: bool = False
 
 
-@dataclass
+@dataclass(eq=False)
 class Invocation:
-    """One run of one op on one piece of input."""
+    """One run of one op on one piece of input: one task run.
+
+    `plan` is the plan of its latest attempt (the winner's once it is done);
+    `cost_usd` adds up every attempt, cancelled and failed ones included.
+    """
 
     id: str
     op: str
     group: str
     units: float
     created_s: float
+    seq: int = 0
     state: State = State.WAITING
     speculative: Plan | None = None
     plan: Plan | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    pending: str | None = None
+    queued_on: str | None = None
+    queued_slot_s: float = 0.0
+    queued_slots: float = 0.0
+    token: int = 0
+    round: int = -1
+    waited: bool = False
+    failures: int = 0
     started_s: float | None = None
     finished_s: float | None = None
     observed_s: float | None = None
     cost_usd: float | None = None
     error: str | None = None
+    winner: Attempt | None = None
 
 
-@dataclass
+@dataclass(eq=False)
+class Call:
+    """One call on a backend: one invocation's attempt, or a batch of several."""
+
+    backend: str
+    slots: int
+    option: Option
+    end_s: float
+    attempts: list[Attempt] = field(default_factory=list)
+    open: int = 0
+    learned: bool = False
+
+
+@dataclass(eq=False)
+class Attempt:
+    """One try of one invocation on a backend.
+
+    Attributes:
+        id: Its id; the first attempt of an invocation has the invocation's id.
+        invocation: The invocation it tries.
+        number: 1 for the first attempt, then 2, 3, ...
+        kind: ``first``, ``retry`` (after a failure) or ``duplicate`` (straggler).
+        plan: The plan it was committed with.
+        started_s: Clock time of its commit.
+        call: The call it is part of (several attempts share a batched call).
+        startup_s: Start-up delay its backend had when it was committed.
+        injected: ``failure`` or ``straggler`` when the caller must make it so.
+        duplicate_at_s: Clock time from which it counts as a straggler.
+        state: RUNNING, then DONE, FAILED or CANCELLED.
+        won: True when its result is the invocation's result.
+    """
+
+    id: str
+    invocation: Invocation
+    number: int
+    kind: str
+    plan: Plan
+    started_s: float
+    call: Call
+    startup_s: float = 0.0
+    injected: str | None = None
+    duplicate_at_s: float = INF
+    state: State = State.RUNNING
+    finished_s: float | None = None
+    observed_s: float | None = None
+    cost_usd: float | None = None
+    error: str | None = None
+    won: bool = False
+
+    @property
+    def op(self) -> str:
+        """The op of its invocation."""
+        return self.invocation.op
+
+    @property
+    def group(self) -> str:
+        """The group of its invocation."""
+        return self.invocation.group
+
+    @property
+    def units(self) -> float:
+        """Work units of its invocation."""
+        return self.invocation.units
+
+    @property
+    def speculative(self) -> Plan | None:
+        """The speculative plan of its invocation."""
+        return self.invocation.speculative
+
+
+#: A queue entry: rank (0 for retries, duplicates and held requests), creation
+#: order, the token that makes it live, and the invocation.
+_Entry = tuple[int, int, int, Invocation]
+
+
+@dataclass(eq=False)
 class _Group:
-    created: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    unfinished: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    created: list[int]
+    unfinished: list[int]
     done: bool = False
+    deadline_s: float | None = None
+    slo_s: float | None = None
+    opened_s: float = 0.0
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What a run asks of the scheduler.
+    """What a run asks of the scheduler, and its switches.
 
     Attributes:
-        deadline_s: Clock time by which the run should be done.
+        deadline_s: Clock time by which the run should be done (groups may have
+            their own, see `Scheduler.open_group`).
         objective: ``cost``, ``latency``, ``cheapest`` or a callable.
         accuracy_floor: Configurations less accurate than this are never chosen.
-        weight_basis: Which configuration estimates an op's work: ``chosen`` (the
-            one last committed for the op; before any, as ``fastest``) or
-            ``fastest`` (the one that clears the op's work soonest at its backend's
-            parallelism, among those meeting the accuracy floor).
+        weight_basis: Which configuration estimates an op's work ahead: ``robust``
+            (the one that clears its remaining work soonest, across backends),
+            ``fastest`` (the one with the best rate at full parallelism) or
+            ``chosen`` (the one last committed for the op, as published; before
+            any, as ``fastest``).
         late_commit: Decide again at commit (True) or keep the speculative plan.
         feedback: Correct profiles with observed latencies.
+        batching: Let configurations with a ``call_batch`` knob batch invocations.
+        priority_commit: Depth, affinity and per-op quotas order commits (True),
+            or plain creation order (False).
+        duplication: Duplicate stragglers.
+        retries: Re-plans after failures per invocation (0: none).
+        straggler_factor: Running this many times its prediction makes a straggler.
+        straggler_floor: Never a straggler before this many times its prediction.
+        shared_feedback: Feedback moves the drift shared by an op's configurations
+            on a backend (True) or only the configuration that ran (published).
+        retry_abandoned: Now and then try a configuration not chosen for long.
+        retry_every: Decisions of an op between such re-tries.
+        retry_margin: A re-tried configuration costs at most this much more than
+            the chosen one, by its (possibly stale) estimate.
+        fanout_quantile: Predict a tail quantile that grows with the width of the
+            fan-out (True) or the mean (published).
+        tail_quantile: Chance that the slowest of an op's parallel invocations
+            meets its prediction, per stage.
+        target_scope: ``run``: the work ahead counts every group's invocations
+            (one deadline for an archive); ``group``: only the invocation's group
+            (one SLO per video, the paper's model).
+        static_shares: When given, an op's target is its fixed share of the group's
+            SLO, computed once (a GrandSLAm-like static split), not the slack.
+        inject_failure_rate: Share of attempts the caller must make fail.
+        inject_straggler_rate: Share of attempts the caller must make straggle.
+        inject_straggler_factor: How many times slower an injected straggler runs.
+        seed: Seed of the injection and re-try draws.
     """
 
     deadline_s: float
     objective: Objective = "cost"
     accuracy_floor: float = 0.0
-    weight_basis: str = "chosen"
+    weight_basis: str = "robust"
     late_commit: bool = True
     feedback: bool = True
+    batching: bool = True
+    priority_commit: bool = True
+    duplication: bool = True
+    retries: int = 2
+    straggler_factor: float = 2.0
+    straggler_floor: float = 1.5
+    shared_feedback: bool = True
+    retry_abandoned: bool = True
+    retry_every: int = 25
+    retry_margin: float = 0.5
+    fanout_quantile: bool = True
+    tail_quantile: float = 0.95
+    target_scope: str = "run"
+    static_shares: Mapping[str, float] | None = None
+    inject_failure_rate: float = 0.0
+    inject_straggler_rate: float = 0.0
+    inject_straggler_factor: float = 5.0
+    seed: int = 0
+
+    @classmethod
+    def published(cls, deadline_s: float, **overrides: object) -> Settings:
+        """Settings with the method as published: none of our fixes."""
+        values: dict[str, object] = {
+            "shared_feedback": False,
+            "retry_abandoned": False,
+            "fanout_quantile": False,
+            "weight_basis": "chosen",
+        }
+        values.update(overrides)
+        return cls(deadline_s, **values)  # type: ignore[arg-type]
+
+    def check(self) -> None:
+        """Raises `ConfigurationError` for a setting outside its range."""
+        if self.weight_basis not in WEIGHT_BASES:
+            raise ConfigurationError(
+                f"weight_basis must be one of {WEIGHT_BASES}, but got "
+                f"{self.weight_basis!r}"
+            )
+        if self.target_scope not in SCOPES:
+            raise ConfigurationError(
+                f"target_scope must be one of {SCOPES}, but got {self.target_scope!r}"
+            )
+        if not 0.5 <= self.tail_quantile < 1.0:
+            raise ConfigurationError(
+                f"tail_quantile must be in [0.5, 1), but got {self.tail_quantile}"
+            )
+        rates = (self.inject_failure_rate, self.inject_straggler_rate)
+        if min(rates) < 0 or sum(rates) > 1:
+            raise ConfigurationError(
+                "injection rates must be >= 0 and add up to at most 1, but got "
+                f"failures {rates[0]} and stragglers {rates[1]}"
+            )
 
 
 class Scheduler:
@@ -163,11 +392,7 @@ class Scheduler:
         settings: Settings,
         clock: Clock | None = None,
     ) -> None:
-        if settings.weight_basis not in ("chosen", "fastest"):
-            raise ConfigurationError(
-                "weight_basis must be 'chosen' or 'fastest', but got "
-                f"{settings.weight_basis!r}"
-            )
+        settings.check()
         self.pipeline = pipeline
         self.store = store
         self.prices = prices
@@ -175,11 +400,190 @@ class Scheduler:
         self.settings = settings
         self.clock = clock or RealClock()
         self.invocations: dict[str, Invocation] = {}
-        self._groups: dict[str, _Group] = defaultdict(_Group)
-        self._used: dict[str, int] = {name: 0 for name in self.backends}
-        self._running: dict[str, Invocation] = {}
+        self.attempts: dict[str, Attempt] = {}
+        self._init_graph()
+        self._init_backends()
+        self._groups: dict[str, _Group] = {}
+        self._pre_source = 0
+        self._unfinished = [0] * len(self._ops)
+        self._gather_missing = [0] * len(self._ops)
+        self._seq = 0
+        self._round = 0
+        self._watch: list[tuple[float, int, Attempt]] = []
+        self._wakeups: list[float] = []
+        self._cancelled: list[Attempt] = []
         self._last_config: dict[str, Configuration] = {}
-        self._depth = {op: pipeline.depth(op) for op in pipeline.ops}
+        self._decisions: dict[str, int] = dict.fromkeys(self._ops, 0)
+        self._last_used: dict[tuple[str, Configuration], int] = {}
+        self._rng = random.Random(settings.seed)
+        self._z_by_width: dict[int, float] = {}
+
+    def _init_graph(self) -> None:
+        p = self.pipeline
+        self._ops = list(nx.topological_sort(p.graph))
+        self._index = {op: i for i, op in enumerate(self._ops)}
+        self._depth = {op: p.depth(op) for op in self._ops}
+        self._gather = [p.ops[op].gather for op in self._ops]
+        self._sources = [self._index[s] for s in p.sources()]
+        self._paths = {op: [tuple(x) for x in p.paths_from(op)] for op in self._ops}
+        self._ancestors = [
+            [self._index[u] for u in nx.ancestors(p.graph, op)] for op in self._ops
+        ]
+        self._upstream = {op: list(p.graph.predecessors(op)) for op in self._ops}
+        self._counts = self._expected_counts()
+
+    def _init_backends(self) -> None:
+        names = list(self.backends)
+        self._used: dict[str, int] = dict.fromkeys(names, 0)
+        self._startup = {n: b.startup_s for n, b in self.backends.items()}
+        # The scarcest backend is served first, so that affinity decides who gets
+        # it before the wide ones take what they can.
+        self._serve_order = sorted(names, key=lambda n: self.backends[n].capacity)
+        self._ends: dict[str, list[float]] = {n: [] for n in names}
+        self._op_ends: dict[str, list[float]] = {op: [] for op in self._ops}
+        self._queues: dict[str, dict[str, list[_Entry]]] = {
+            n: {op: [] for op in self._ops} for n in names
+        }
+        self._queued_slots = dict.fromkeys(names, 0.0)
+        self._queued_slot_s = dict.fromkeys(names, 0.0)
+        self._ready = dict.fromkeys(self._ops, 0)
+        self._allowed = {
+            op: [n for n in self.pipeline.ops[op].backends if n in self.backends]
+            for op in self._ops
+        }
+        self._options: dict[str, list[Option]] = {}
+        self._options_stamp: dict[str, tuple[int, int]] = {}
+        self._weights: dict[str, list[Option]] = {}
+        self._weights_at: dict[str, int] = {}
+        self._affinity = {op: self._affinity_of(op) for op in self._ops}
+        self._held: set[str] = set()
+        self._held_slots: dict[str, float] = {}
+        self._held_slot_s: dict[str, float] = {}
+        self._skip: set[str] = set()
+
+    def _build_options(self, op: str) -> list[Option]:
+        capacity = {n: self.backends[n].capacity for n in self._allowed[op]}
+        per_inv = {n: b.per_invocation for n, b in self.backends.items()}
+        options = build_options(self.store, self.prices, op, capacity, per_inv)
+        if not self.settings.batching:
+            options = [o for o in options if o.call_batch == 1]
+        return options
+
+    def _options_of(self, op: str) -> list[Option]:
+        """The op's options, rebuilt when the store's configurations of it changed."""
+        known = self.store.ops.get(op)
+        stamp = (id(known.configs), len(known.configs)) if known else (0, 0)
+        if self._options_stamp.get(op) != stamp:
+            self._options[op] = self._build_options(op)
+            self._options_stamp[op] = stamp
+            self._weights.pop(op, None)
+        return self._options[op]
+
+    # -- groups and the work still expected --------------------------------------------
+
+    def _expected_counts(self) -> list[float]:
+        counts = self.pipeline.expected_counts(self.store.edge_rates)
+        return [counts[op] for op in self._ops]
+
+    def _group(self, name: str) -> _Group:
+        grp = self._groups.get(name)
+        if grp is None:
+            n = len(self._ops)
+            grp = _Group([0] * n, [0] * n, opened_s=self.clock.now())
+            self._groups[name] = grp
+            self._account(grp, 1)
+        return grp
+
+    def _account(self, grp: _Group, sign: int) -> None:
+        """Adds (sign 1) or removes (-1) a group's share of the run-wide counters."""
+        if grp.done:
+            return
+        if any(grp.unfinished[s] > 0 for s in self._sources):
+            self._pre_source += sign
+            return
+        for i, left in enumerate(grp.unfinished):
+            self._unfinished[i] += sign * left
+            if self._gather[i] and grp.created[i] == 0:
+                self._gather_missing[i] += sign
+
+    def _change(
+        self, grp: _Group, op_index: int, created: int, unfinished: int
+    ) -> None:
+        self._account(grp, -1)
+        grp.created[op_index] += created
+        grp.unfinished[op_index] += unfinished
+        self._account(grp, 1)
+
+    def _remaining(
+        self, pre: float, unfinished: list[int], missing: list[int]
+    ) -> list[float]:
+        counts = self._counts
+        out = []
+        for i in range(len(self._ops)):
+            if self._gather[i]:
+                out.append(pre + unfinished[i] + missing[i])
+                continue
+            expected = pre * counts[i] + unfinished[i]
+            for u in self._ancestors[i]:
+                if unfinished[u] and not self._gather[u] and counts[u] > 0:
+                    expected += unfinished[u] * counts[i] / counts[u]
+            out.append(expected)
+        return out
+
+    def _remaining_run(self) -> list[float]:
+        return self._remaining(self._pre_source, self._unfinished, self._gather_missing)
+
+    def _remaining_group(self, grp: _Group) -> list[float]:
+        n = len(self._ops)
+        if grp.done:
+            return [0.0] * n
+        if any(grp.unfinished[s] > 0 for s in self._sources):
+            return self._remaining(1, [0] * n, [0] * n)
+        missing = [
+            1 if self._gather[i] and grp.created[i] == 0 else 0 for i in range(n)
+        ]
+        return self._remaining(0, grp.unfinished, missing)
+
+    def remaining_invocations(self, group: str | None = None) -> dict[str, float]:
+        """Invocations of each op still expected (see `core.targets`).
+
+        Args:
+            group: Count only this group's (default: the whole run's).
+        """
+        if group is None:
+            values = self._remaining_run()
+        elif group in self._groups:
+            values = self._remaining_group(self._groups[group])
+        else:
+            values = [0.0] * len(self._ops)
+        return dict(zip(self._ops, values, strict=True))
+
+    def _close_group(self, grp: _Group) -> None:
+        self._account(grp, -1)
+        grp.done = True
+        if not self.settings.feedback:
+            return
+        for upstream, downstream in self.pipeline.graph.edges:
+            u, v = self._index[upstream], self._index[downstream]
+            if self._gather[v] or not grp.created[u]:
+                continue
+            self.store.observe_edge(
+                upstream, downstream, grp.created[v] / grp.created[u]
+            )
+        self._counts = self._expected_counts()
+
+    def open_group(self, group: str, *, slo_s: float) -> None:
+        """Gives a group (one video) its own deadline: now plus `slo_s` seconds."""
+        grp = self._group(group)
+        grp.slo_s = slo_s
+        grp.deadline_s = self.clock.now() + slo_s
+
+    def drop_group(self, group: str) -> None:
+        """Stops counting a group's work ahead (its source failed for good)."""
+        grp = self._groups.get(group)
+        if grp is not None and not grp.done:
+            self._account(grp, -1)
+            grp.done = True
 
     # -- life of an invocation ---------------------------------------------------------
 
@@ -190,126 +594,561 @@ class Scheduler:
                 f"pipeline {self.pipeline.name!r} has no op {op!r}; known ops are "
                 f"{sorted(self.pipeline.ops)}"
             )
-        inv = Invocation(inv_id, op, group or "", max(units, 1e-9), self.clock.now())
+        self._seq += 1
+        now = self.clock.now()
+        inv = Invocation(inv_id, op, group or "", max(units, 1e-9), now, seq=self._seq)
         self.invocations[inv_id] = inv
-        grp = self._groups[inv.group]
-        grp.created[op] += 1
-        grp.unfinished[op] += 1
+        self._change(self._group(inv.group), self._index[op], 1, 1)
         inv.speculative = self.plan(inv)
         return inv
 
     def mark_ready(self, inv_id: str) -> None:
         """Marks an invocation's inputs as ready, so it may be committed."""
         inv = self.invocations[inv_id]
-        if inv.state is State.WAITING:
-            inv.state = State.READY
-
-    def commit_ready(self) -> list[Invocation]:
-        """Commits ready invocations, deepest op first, while their slots are free.
-
-        An invocation whose chosen configuration needs more slots than are free holds
-        its backend: nothing else is committed there this round, so it is not starved
-        by smaller ones, and the invocations after it choose among the other
-        backends. Its plan counted the wait for those slots.
-
-        Returns:
-            The invocations committed now, each with its commit-time plan, in order.
-        """
-        ready = sorted(
-            (i for i in self.invocations.values() if i.state is State.READY),
-            key=lambda i: (-self._depth[i.op], i.created_s),
-        )
-        committed: list[Invocation] = []
-        held: set[str] = set()
-        for inv in ready:
-            open_backends = [
-                n
-                for n in self._allowed_backends(inv.op)
-                if n not in held and self._free(n) > 0
-            ]
-            if not open_backends:
-                continue
-            plan = self._commit_plan(inv, held)
-            if plan is None:
-                continue
-            backend = plan.config.backend
-            if plan.config.slots > self._free(backend):
-                held.add(backend)
-                continue
-            inv.plan, inv.state, inv.started_s = plan, State.RUNNING, self.clock.now()
-            self._used[backend] += plan.config.slots
-            self._running[inv.id] = inv
-            self._last_config[inv.op] = plan.config
-            committed.append(inv)
-        return committed
-
-    def _free(self, backend: str) -> int:
-        return self.backends[backend].capacity - self._used[backend]
-
-    def finish(self, inv_id: str, *, ok: bool, error: str | None = None) -> Invocation:
-        """Records the end of a committed invocation and learns from it."""
-        inv = self.invocations[inv_id]
-        now = self.clock.now()
-        inv.finished_s, inv.error = now, error
-        inv.state = State.DONE if ok else State.FAILED
-        grp = self._groups[inv.group]
-        grp.unfinished[inv.op] -= 1
-        self._running.pop(inv.id, None)
-        if inv.plan is not None and inv.started_s is not None:
-            self._used[inv.plan.config.backend] -= inv.plan.config.slots
-            inv.observed_s = now - inv.started_s
-            inv.cost_usd = self.prices.cost_usd(
-                inv.plan.config.backend, inv.observed_s, inv.plan.config.slots
-            )
-            if ok and self.settings.feedback:
-                # The profile holds run time per unit; the start-up delay is added
-                # back at prediction, so it must not be learned as work.
-                startup_s = self.backends[inv.plan.config.backend].startup_s
-                run_s = max(inv.observed_s - startup_s, 0.0)
-                self.store.observe(inv.op, inv.plan.config, inv.units, run_s)
-        if self.pipeline.ops[inv.op].gather and ok:
-            self._close_group(inv.group)
-        return inv
+        if inv.state is not State.WAITING:
+            return
+        inv.state, inv.pending = State.READY, "first"
+        spec = inv.speculative
+        assert spec is not None
+        self._enqueue(inv, spec)
 
     def cancel(self, inv_id: str, error: str) -> Invocation:
         """Ends an invocation that never ran (its upstream failed)."""
         inv = self.invocations[inv_id]
-        if inv.state in (State.WAITING, State.READY):
-            inv.state, inv.error = State.FAILED, error
-            inv.finished_s = self.clock.now()
-            self._groups[inv.group].unfinished[inv.op] -= 1
+        if inv.state in (State.WAITING, State.READY) and not inv.attempts:
+            self._dequeue(inv)
+            inv.pending = None
+            self._end(inv, State.FAILED, error)
         return inv
+
+    def _end(self, inv: Invocation, state: State, error: str | None) -> None:
+        """The invocation's final state: it leaves the work still expected."""
+        inv.state, inv.error = state, error
+        inv.finished_s = inv.finished_s or self.clock.now()
+        grp = self._group(inv.group)
+        self._change(grp, self._index[inv.op], 0, -1)
+        if state is State.DONE and self.pipeline.ops[inv.op].gather:
+            self._close_group(grp)
+
+    # -- queues ------------------------------------------------------------------------
+
+    def _slots_of(self, config: Configuration) -> int:
+        return 1 if self.backends[config.backend].per_invocation else config.slots
+
+    def _enqueue(self, inv: Invocation, plan: Plan, *, front: bool = False) -> None:
+        backend = plan.config.backend
+        if inv.queued_on is not None:
+            self._dequeue(inv)
+        slots = self._slots_of(plan.config) / max(1, plan.fill)
+        inv.queued_on, inv.queued_slots = backend, slots
+        inv.queued_slot_s = plan.run_s * slots
+        self._queued_slots[backend] += slots
+        self._queued_slot_s[backend] += inv.queued_slot_s
+        self._ready[inv.op] += 1
+        self._seq += 1
+        inv.token = self._seq
+        entry = (0 if front else 1, inv.seq, inv.token, inv)
+        heapq.heappush(self._queues[backend][inv.op], entry)
+
+    def _dequeue(self, inv: Invocation) -> None:
+        backend = inv.queued_on
+        if backend is None:
+            return
+        self._queued_slots[backend] -= inv.queued_slots
+        self._queued_slot_s[backend] -= inv.queued_slot_s
+        self._ready[inv.op] -= 1
+        inv.queued_on, inv.token = None, 0
+
+    def _head(self, backend: str, op: str) -> Invocation | None:
+        """The first live request in a queue; stale entries are dropped."""
+        queue = self._queues[backend][op]
+        while queue:
+            _, _, token, inv = queue[0]
+            if inv.token == token and inv.queued_on == backend:
+                return inv
+            heapq.heappop(queue)
+        return None
+
+    def _free(self, backend: str) -> int:
+        return self.backends[backend].capacity - self._used[backend]
+
+    # -- commit ------------------------------------------------------------------------
+
+    def commit_ready(self) -> list[Attempt]:
+        """Commits queued invocations where slots are free; returns the new attempts.
+
+        Backends are served in turn, the scarcest first, while any of them commits
+        something (a decision may move an invocation to a backend served before).
+        An invocation whose chosen configuration needs more slots than its backend
+        has free holds that backend: nothing else is committed there this round,
+        so it is not starved by smaller ones; its plan counted the wait.
+        """
+        self._round += 1
+        self._held.clear()
+        self._held_slots.clear()
+        self._held_slot_s.clear()
+        self._skip.clear()
+        started: list[Attempt] = []
+        progress = True
+        while progress:
+            progress = False
+            for backend in self._serve_order:
+                if self._free(backend) > 0 and backend not in self._held:
+                    progress |= self._serve(backend, started)
+        return started
+
+    def _serve(self, backend: str, started: list[Attempt]) -> bool:
+        """One backend's share of a commit round; True when it committed work."""
+        quota = self._quota(backend)
+        taken: dict[str, int] = {}
+        tried: set[tuple[str, str]] = set()
+        committed = False
+        while self._free(backend) > 0 and backend not in self._held:
+            op = self._best_op(backend, taken, quota)
+            if op is None and quota < INF:
+                quota = INF  # every op had its quota: the rest goes in order
+                continue
+            inv = self._head(backend, op) if op is not None else None
+            if inv is None:
+                inv = self._steal(backend, tried)
+                if inv is None:
+                    break
+            elif inv.round == self._round:
+                self._skip.add(f"{backend}|{inv.op}")
+                continue
+            count = self._decide(inv, started)
+            taken[inv.op] = taken.get(inv.op, 0) + count
+            committed |= count > 0
+        return committed
+
+    def _quota(self, backend: str) -> float:
+        if not self.settings.priority_commit:
+            return INF
+        with_work = sum(1 for op in self._ops if self._head(backend, op) is not None)
+        return max(1.0, math.ceil(self._free(backend) / max(1, with_work)))
+
+    def _best_op(
+        self, backend: str, taken: Mapping[str, int], quota: float
+    ) -> str | None:
+        best: tuple[float, ...] | None = None
+        chosen = None
+        for op in self._ops:
+            if taken.get(op, 0) >= quota or f"{backend}|{op}" in self._skip:
+                continue
+            head = self._head(backend, op)
+            if head is None:
+                continue
+            if self.settings.priority_commit:
+                key: tuple[float, ...] = (
+                    -self._depth[op],
+                    -self._affinity[op].get(backend, 1.0),
+                    head.seq,
+                )
+            else:
+                key = (head.seq,)
+            if best is None or key < best:
+                best, chosen = key, op
+        return chosen
+
+    def _steal(self, backend: str, tried: set[tuple[str, str]]) -> Invocation | None:
+        """A request queued on another backend that could run here, if any.
+
+        Requests planned already this round (those holding their backend) are
+        looked past; at most `STEALS_PER_ROUND` requests are examined per backend.
+        """
+        if len(tried) >= STEALS_PER_ROUND:
+            return None
+        best: tuple[float, int] | None = None
+        found = None
+        for other in self.backends:
+            if other == backend:
+                continue
+            for op in self._ops:
+                if backend not in self._allowed[op]:
+                    continue
+                head = self._unplanned_head(other, op)
+                if head is None:
+                    continue
+                key = (-self._affinity[op].get(backend, 1.0), head.seq)
+                if best is None or key < best:
+                    best, found = key, head
+        if found is not None:
+            tried.add((backend, found.id))
+        return found
+
+    def _unplanned_head(self, backend: str, op: str) -> Invocation | None:
+        """The first live request of a queue not planned yet this round."""
+        queue = self._queues[backend][op]
+        planned: list[_Entry] = []
+        found = None
+        while queue:
+            entry = queue[0]
+            inv = entry[3]
+            if inv.token != entry[2] or inv.queued_on != backend:
+                heapq.heappop(queue)
+                continue
+            if inv.round != self._round:
+                found = inv
+                break
+            planned.append(heapq.heappop(queue))
+        for entry in planned:
+            heapq.heappush(queue, entry)
+        return found
+
+    def _decide(self, inv: Invocation, started: list[Attempt]) -> int:
+        """Plans a queued request again and commits it if it can; returns the count."""
+        inv.round = self._round
+        plan = self._commit_plan(inv)
+        backend = plan.config.backend
+        if plan.wait_s > 0 and inv.waited:
+            plan = replace(plan, wait_s=0.0)  # a kept plan never waits twice
+        if plan.wait_s > 0:
+            inv.waited = True
+            self._skip.add(f"{inv.queued_on}|{inv.op}")
+            heapq.heappush(self._wakeups, self.clock.now() + plan.wait_s)
+            self._enqueue(inv, plan, front=True)
+            return 0
+        slots = self._slots_of(plan.config)
+        if slots > self._free(backend):
+            self._held.add(backend)
+            share = slots / max(1, plan.fill)
+            self._held_slots[backend] = self._held_slots.get(backend, 0.0) + share
+            self._held_slot_s[backend] = (
+                self._held_slot_s.get(backend, 0.0) + plan.run_s * share
+            )
+            self._enqueue(inv, plan, front=True)
+            return 0
+        attempts = self._commit_call(inv, plan)
+        started.extend(attempts)
+        return len(attempts)
+
+    def _commit_plan(self, inv: Invocation) -> Plan:
+        spec = inv.speculative
+        if not self.settings.late_commit and inv.pending == "first" and spec:
+            return spec
+        return self.plan(inv, at_commit=True)
+
+    def _option_for(self, op: str, config: Configuration) -> Option:
+        for option in self._options_of(op):
+            if option.config == config:
+                return option
+        raise ConfigurationError(
+            f"op {op!r} has no profiled configuration {config.key!r} on the backends "
+            f"of this run ({sorted(self.backends)})"
+        )
+
+    def _commit_call(self, inv: Invocation, plan: Plan) -> list[Attempt]:
+        """Starts one call: the invocation, and its batch mates when it batches."""
+        option = self._option_for(inv.op, plan.config)
+        members = [inv]
+        if option.call_batch > 1:
+            members += self._batch_mates(inv, option)
+        units = sum(m.units for m in members)
+        run_s = option.s_per_unit() * units * max(1.0, option.call_batch / len(members))
+        now, backend = self.clock.now(), option.backend
+        startup_s = self._startup[backend]
+        call = Call(backend, option.slots, option, now + startup_s + run_s)
+        call.open = len(members)
+        self._used[backend] += option.slots
+        for _ in range(option.slots):
+            bisect.insort(self._ends[backend], call.end_s)
+        bisect.insort(self._op_ends[inv.op], call.end_s)
+        if len(members) != plan.fill or option.call_batch > 1:
+            plan = replace(
+                plan,
+                fill=len(members),
+                run_s=run_s,
+                cost_usd=option.usd(run_s) / len(members),
+            )
+        return [self._start_attempt(m, plan, call) for m in members]
+
+    def _batch_mates(self, inv: Invocation, option: Option) -> list[Invocation]:
+        """Up to ``call_batch - 1`` other queued requests of the same op."""
+        want = option.call_batch - 1
+        mates: list[Invocation] = []
+        order = [option.backend] + [b for b in self.backends if b != option.backend]
+        for backend in order:
+            queue = self._queues[backend][inv.op]
+            live = [
+                e for e in queue if e[3].token == e[2] and e[3].queued_on == backend
+            ]
+            for _, _, _, other in heapq.nsmallest(want + 1, live):
+                if len(mates) >= want:
+                    return mates
+                if other is not inv:
+                    mates.append(other)
+        return mates
+
+    def _start_attempt(self, inv: Invocation, plan: Plan, call: Call) -> Attempt:
+        self._dequeue(inv)
+        kind, inv.pending = inv.pending or "first", None
+        number = len(inv.attempts) + 1
+        now = self.clock.now()
+        attempt = Attempt(
+            id=inv.id if number == 1 else f"{inv.id}~{number}",
+            invocation=inv,
+            number=number,
+            kind=kind,
+            plan=plan,
+            started_s=now,
+            call=call,
+            startup_s=self._startup[call.backend],
+            injected=self._draw_injection(),
+        )
+        if inv.state is State.READY:
+            inv.state = State.RUNNING
+        inv.plan = plan
+        if inv.started_s is None:
+            inv.started_s = now
+        call.attempts.append(attempt)
+        inv.attempts.append(attempt)
+        self.attempts[attempt.id] = attempt
+        self._watch_attempt(attempt)
+        self._note_use(inv.op, plan.config)
+        return attempt
+
+    def _note_use(self, op: str, config: Configuration) -> None:
+        self._last_config[op] = config
+        self._decisions[op] += 1
+        self._last_used[(op, config)] = self._decisions[op]
+
+    def _draw_injection(self) -> str | None:
+        fail, slow = (
+            self.settings.inject_failure_rate,
+            self.settings.inject_straggler_rate,
+        )
+        if fail <= 0 and slow <= 0:
+            return None
+        draw = self._rng.random()
+        if draw < fail:
+            return "failure"
+        return "straggler" if draw < fail + slow else None
+
+    def _watch_attempt(self, attempt: Attempt) -> None:
+        """Schedules the moment from which the attempt counts as a straggler.
+
+        Ours: ``straggler_factor`` (2) times its predicted latency, but no later than
+        the last moment at which a fresh attempt on the fastest configuration could
+        still meet its target, and never before ``straggler_floor`` (1.5) times.
+        """
+        if not self.settings.duplication:
+            return
+        plan, s = attempt.plan, self.settings
+        predicted_s = max(plan.predicted_s, 1e-6)
+        lost_s = plan.target_s - plan.fastest_s
+        after_s = min(
+            s.straggler_factor * predicted_s,
+            max(s.straggler_floor * predicted_s, lost_s),
+        )
+        attempt.duplicate_at_s = attempt.started_s + after_s
+        self._seq += 1
+        heapq.heappush(self._watch, (attempt.duplicate_at_s, self._seq, attempt))
+
+    # -- the end of attempts -----------------------------------------------------------
+
+    def finish(
+        self,
+        attempt_id: str,
+        *,
+        ok: bool,
+        error: str | None = None,
+        retriable: bool = True,
+    ) -> Attempt:
+        """Records the end of an attempt, learns from it and delivers or re-plans.
+
+        Args:
+            attempt_id: The attempt (the first one has the invocation's id).
+            ok: True when it succeeded. The first successful attempt of an
+                invocation wins (``attempt.won``); its other running attempts are
+                cancelled (see `take_cancelled`).
+            error: What went wrong, when it failed.
+            retriable: False for a deterministic failure (a corrupt input): the
+                invocation fails at once, without a retry.
+
+        Returns:
+            The attempt. An attempt that was cancelled, or had ended already, only
+            gives back its slots and delivers nothing.
+        """
+        attempt = self.attempts[attempt_id]
+        if attempt.finished_s is not None:
+            return attempt
+        now = self.clock.now()
+        attempt.finished_s = now
+        attempt.observed_s = now - attempt.started_s
+        call = attempt.call
+        attempt.cost_usd = call.option.usd(attempt.observed_s) / len(call.attempts)
+        inv = attempt.invocation
+        inv.cost_usd = (inv.cost_usd or 0.0) + attempt.cost_usd
+        self._release(attempt)
+        if attempt.state is State.CANCELLED:
+            return attempt
+        if ok:
+            self._win(attempt)
+        else:
+            self._fail(attempt, error, retriable)
+        return attempt
+
+    def _release(self, attempt: Attempt) -> None:
+        call = attempt.call
+        call.open -= 1
+        if call.open > 0:
+            return
+        self._used[call.backend] -= call.slots
+        ends = self._ends[call.backend]
+        for _ in range(call.slots):
+            del ends[bisect.bisect_left(ends, call.end_s)]
+        op_ends = self._op_ends[attempt.op]
+        del op_ends[bisect.bisect_left(op_ends, call.end_s)]
+
+    def _win(self, attempt: Attempt) -> None:
+        inv = attempt.invocation
+        attempt.state, attempt.won = State.DONE, True
+        inv.winner, inv.plan = attempt, attempt.plan
+        inv.started_s, inv.observed_s = attempt.started_s, attempt.observed_s
+        inv.finished_s = attempt.finished_s
+        self._cancel_others(inv, attempt)
+        self._learn(attempt)
+        self._end(inv, State.DONE, None)
+
+    def _cancel_others(self, inv: Invocation, keep: Attempt | None) -> None:
+        for other in inv.attempts:
+            if other is not keep and other.state is State.RUNNING:
+                other.state = State.CANCELLED
+                self._cancelled.append(other)
+        if inv.pending is not None:
+            self._dequeue(inv)
+            inv.pending = None
+
+    def _fail(self, attempt: Attempt, error: str | None, retriable: bool) -> None:
+        inv = attempt.invocation
+        attempt.state, attempt.error = State.FAILED, error
+        inv.failures += 1
+        if not retriable:
+            self._cancel_others(inv, None)
+            self._end(inv, State.FAILED, error)
+            return
+        if any(a.state is State.RUNNING for a in inv.attempts):
+            return  # another attempt may still deliver
+        if inv.pending is not None:
+            return  # a duplicate is already queued: it is the retry
+        if inv.failures <= self.settings.retries:
+            inv.state, inv.pending = State.READY, "retry"
+            self._enqueue(inv, self.plan(inv), front=True)
+            return
+        self._end(inv, State.FAILED, error)
+
+    def _learn(self, attempt: Attempt) -> None:
+        call = attempt.call
+        if not self.settings.feedback or call.learned or attempt.observed_s is None:
+            return
+        call.learned = True
+        # The profile holds run time per unit; the start-up delay is added back at
+        # prediction, so it must not be learned as work. A batch of fewer
+        # invocations than its call takes runs as long as a full one.
+        run_s = max(attempt.observed_s - attempt.startup_s, 0.0)
+        units = sum(a.units for a in call.attempts)
+        units *= max(1.0, call.option.call_batch / len(call.attempts))
+        self.store.observe(
+            attempt.op,
+            call.option.config,
+            units,
+            run_s,
+            shared=self.settings.shared_feedback,
+            invocation_units=attempt.units,
+        )
+        seen = self._weights_at.get(attempt.op, 0) + 1
+        self._weights_at[attempt.op] = seen
+        if seen >= WEIGHT_REFRESH:
+            self._weights.pop(attempt.op, None)
+            self._affinity[attempt.op] = self._affinity_of(attempt.op)
+
+    def take_cancelled(self) -> list[Attempt]:
+        """Attempts cancelled since the last call; the caller stops them.
+
+        A cancelled attempt keeps its slots until the caller reports its end with
+        `finish` (its result, if any, is dropped), so a backend never runs more
+        than its concurrency even when a cancelled attempt cannot be stopped at
+        once.
+        """
+        out, self._cancelled = self._cancelled, []
+        return out
+
+    # -- stragglers and wake-ups -------------------------------------------------------
+
+    def poll(self) -> int:
+        """Queues a duplicate for every attempt that became a straggler by now.
+
+        Returns:
+            How many duplicates were queued; `commit_ready` commits them.
+        """
+        now = self.clock.now()
+        made = 0
+        while self._watch and self._watch[0][0] <= now:
+            attempt = heapq.heappop(self._watch)[2]
+            inv = attempt.invocation
+            if attempt.state is not State.RUNNING or inv.pending is not None:
+                continue
+            if inv.state is not State.RUNNING:
+                continue
+            live = sum(1 for a in inv.attempts if a.state is State.RUNNING)
+            if live >= MAX_LIVE_ATTEMPTS:
+                continue
+            inv.pending = "duplicate"
+            self._enqueue(inv, self.plan(inv), front=True)
+            made += 1
+        while self._wakeups and self._wakeups[0] <= now:
+            heapq.heappop(self._wakeups)
+        return made
+
+    def next_event_s(self) -> float:
+        """Clock time of the next straggler check or batch wake-up (inf: none)."""
+        while self._watch and self._watch[0][2].state is not State.RUNNING:
+            heapq.heappop(self._watch)
+        first = self._watch[0][0] if self._watch else INF
+        return min(first, self._wakeups[0] if self._wakeups else INF)
+
+    def set_startup(self, backend: str, startup_s: float) -> None:
+        """Sets the start-up delay the next invocation on `backend` will see."""
+        self._startup[backend] = startup_s
 
     # -- planning ----------------------------------------------------------------------
 
-    def plan(self, inv: Invocation, exclude: Collection[str] = ()) -> Plan:
+    def plan(
+        self, inv: Invocation, exclude: Collection[str] = (), *, at_commit: bool = False
+    ) -> Plan:
         """Target and configuration for `inv` now, on backends not in `exclude`.
 
-        Each candidate's predicted latency includes the wait until its backend has
-        the slots it needs free, so holding out for a wider configuration is chosen
-        only when it still pays.
+        Each candidate's predicted latency includes its backend's start-up delay,
+        the wait for its slots (behind the requests queued there, or at commit
+        behind those holding the backend) and, with `fanout_quantile`, the margin
+        of a tail quantile. A batched configuration is priced at the share of the
+        invocations ready to join its call, and also at a full call after the
+        predicted wait for upstream work to fill it (safe delayed batching).
         """
-        backends = self._allowed_backends(inv.op)
-        pool = [
-            c
-            for c in self.store.configurations(inv.op)
-            if c.backend in backends
-            and c.backend not in exclude
-            and c.slots <= self.backends[c.backend].capacity
-        ]
-        cands = [
-            replace(c, predicted_s=c.predicted_s + self._slot_wait_s(c.config))
-            for c in self._price(inv.op, inv.units, pool)
-        ]
-        target = self._target(inv, cands)
+        grp = self._group(inv.group)
+        if self.settings.target_scope == "group":
+            remaining = self._remaining_group(grp)
+        else:
+            remaining = self._remaining_run()
+        deadline_s = (
+            self.settings.deadline_s if grp.deadline_s is None else grp.deadline_s
+        )
+        cands = self._candidates(inv, remaining, exclude, at_commit)
+        if not cands:
+            choose([], 0.0)  # raises the profile error that says how to fix it
+        target = self._target(inv, remaining, deadline_s - self.clock.now(), grp)
         choice = choose(
             cands,
             target.target_s,
             objective=self.settings.objective,
             accuracy_floor=self.settings.accuracy_floor,
-            miss_key=self._stage_finish_key(inv.op),
+            miss_key=self._miss_key(inv.op, remaining[self._index[inv.op]]),
         )
-        c = choice.candidate
+        c, probe = choice.candidate, False
+        if at_commit:
+            found = self._probe(inv.op, cands, choice.candidate, target.target_s)
+            if found is not None and not choice.predicted_miss:
+                c, probe = found, True
         return Plan(
             target_s=target.target_s,
             time_left_s=target.time_left_s,
@@ -318,182 +1157,362 @@ class Scheduler:
             predicted_s=c.predicted_s,
             cost_usd=c.cost_usd,
             accuracy=c.accuracy,
-            predicted_miss=choice.predicted_miss,
+            predicted_miss=c.predicted_s > target.target_s,
             below_floor=choice.below_floor,
             considered=choice.considered,
+            run_s=c.run_s,
+            fill=c.fill,
+            wait_s=c.wait_s,
+            fastest_s=min(x.predicted_s for x in cands),
+            probe=probe,
         )
 
-    def _stage_finish_key(self, op: str) -> Callable[[Candidate], float]:
-        """Seconds the op's remaining work takes if every invocation used a candidate.
+    def _candidates(
+        self,
+        inv: Invocation,
+        remaining: list[float],
+        exclude: Collection[str],
+        at_commit: bool,
+    ) -> list[Candidate]:
+        op = inv.op
+        rem = max(1.0, remaining[self._index[op]])
+        ready = self._ready[op] + (0 if inv.queued_on else 1)
+        waits: dict[str, float] = {}
+        out = []
+        for o in self._options_of(op):
+            if o.backend in exclude:
+                continue
+            batch = o.call_batch
+            run_s = o.s_per_unit() * inv.units * batch
+            base_s = self._startup[o.backend] + run_s * self._margin(op, o, rem)
+            key = f"{o.backend}|{o.slots}"
+            wait_s = waits.get(key)
+            if wait_s is None:
+                wait_s = waits[key] = self._slot_wait_s(
+                    o.backend, o.slots, inv, at_commit
+                )
+            if wait_s == INF:
+                continue
+            fill = min(batch, ready)
+            usd = o.usd(run_s)
+            out.append(
+                Candidate(
+                    o.config, base_s + wait_s, usd / fill, o.accuracy, run_s, fill
+                )
+            )
+            if batch > fill and not inv.waited:
+                fill_s = self._fill_wait_s(op, batch - fill)
+                if fill_s < INF:
+                    out.append(
+                        Candidate(
+                            o.config,
+                            base_s + max(wait_s, fill_s),
+                            usd / batch,
+                            o.accuracy,
+                            run_s,
+                            batch,
+                            fill_s,
+                        )
+                    )
+        return out
 
-        When no configuration meets an invocation's target, the published method takes
-        the fastest invocation. While more invocations of the op wait than its backend
-        has slots, that is the wrong one: a configuration holding two slots to run 1.7x
-        faster finishes the op's work later and costs more. This key keeps the fastest
-        invocation where the op's invocations are fewer than the slots, and prefers the
-        fewest slot-seconds where they are more.
+    def _margin(self, op: str, option: Option, remaining: float) -> float:
+        """Tail margin: the quantile of the slowest of the op's parallel invocations.
+
+        With `width` invocations running side by side (the op's remaining ones, at
+        most what the backend runs at once), the slowest stays below the quantile
+        ``tail_quantile ** (1 / width)`` of one with chance `tail_quantile`. The
+        error of a prediction is taken as lognormal with the spread the store
+        learned for the op on that backend.
         """
-        remaining = max(1.0, self.remaining_invocations().get(op, 1.0))
+        if not self.settings.fanout_quantile:
+            return 1.0
+        capacity = self.backends[option.backend].capacity
+        parallel = capacity / option.slots * option.call_batch
+        width = max(1, int(min(parallel, remaining)))
+        z = self._z_by_width.get(width)
+        if z is None:
+            q = self.settings.tail_quantile ** (1.0 / width)
+            z = self._z_by_width[width] = NormalDist().inv_cdf(q)
+        return math.exp(z * self.store.spread(op, option.backend))
+
+    def _slot_wait_s(
+        self, backend: str, slots: int, inv: Invocation, at_commit: bool
+    ) -> float:
+        """Predicted seconds until `slots` slots are free for `inv` on `backend`.
+
+        Requests ahead of it take the first slots that free: at commit, those that
+        hold the backend this round; otherwise every request queued there.
+        """
+        capacity = self.backends[backend].capacity
+        if at_commit:
+            ahead = self._held_slots.get(backend, 0.0)
+            ahead_s = self._held_slot_s.get(backend, 0.0)
+        else:
+            mine = inv.queued_on == backend
+            ahead = self._queued_slots[backend] - (inv.queued_slots if mine else 0.0)
+            ahead_s = self._queued_slot_s[backend] - (
+                inv.queued_slot_s if mine else 0.0
+            )
+        free = capacity - self._used[backend]
+        need = slots + ahead - free
+        if need <= 1e-9:
+            return 0.0
+        ends, now = self._ends[backend], self.clock.now()
+        index = math.ceil(need - 1e-9)
+        if index <= len(ends):
+            return max(0.0, ends[index - 1] - now)
+        if not ends and ahead <= 0:
+            return INF  # nothing runs that could free the slots it needs
+        last_s = max(0.0, ends[-1] - now) if ends else 0.0
+        beyond = (index - len(ends)) / max(ahead, 1.0)
+        return last_s + beyond * max(ahead_s, 0.0) / capacity
+
+    def _fill_wait_s(self, op: str, need: int) -> float:
+        """Predicted seconds until `need` more invocations of `op` are ready.
+
+        Each running upstream invocation is expected to make the edge's learned
+        rate of them when it ends; INF when the running ones cannot make enough.
+        """
+        events: list[tuple[float, float]] = []
+        for upstream in self._upstream[op]:
+            if self.pipeline.ops[upstream].gather:
+                continue
+            rate = self.store.edge_rates.get(
+                (upstream, op), self.pipeline.edge_rate(upstream, op)
+            )
+            events += [(end, rate) for end in self._op_ends[upstream][:64]]
+        events.sort()
+        made, now = 0.0, self.clock.now()
+        for end_s, rate in events:
+            made += rate
+            if made >= need:
+                return max(end_s - now, 1e-3)
+        return INF
+
+    def _miss_key(self, op: str, remaining: float) -> Callable[[Candidate], float]:
+        """How late a candidate leaves the op's work when no target can be met.
+
+        The published method takes the fastest invocation. This key takes the one
+        that finishes soonest, waits for slots included (earliest finish, which
+        spreads late work over every backend), but charges a configuration that
+        holds several slots for the slots it takes from the op's other remaining
+        invocations: holding two slots to run 1.7x faster finishes the op's work
+        later while more invocations wait than there are slots, and sooner only
+        when the invocation is nearly alone.
+        """
+        left = max(1.0, remaining)
 
         def key(c: Candidate) -> float:
-            width = self.backends[c.config.backend].capacity / c.config.slots
-            return remaining * c.predicted_s / max(1.0, min(width, remaining))
+            config = c.config
+            slots = self._slots_of(config) / config.call_batch
+            capacity = self.backends[config.backend].capacity
+            return c.predicted_s * min(
+                max(1.0, slots), max(1.0, left * slots / capacity)
+            )
 
         return key
 
-    def _allowed_backends(self, op: str) -> list[str]:
-        """Backends of this run that the op declares it may run on."""
-        return [n for n in self.pipeline.ops[op].backends if n in self.backends]
+    def _probe(
+        self, op: str, cands: list[Candidate], chosen: Candidate, target_s: float
+    ) -> Candidate | None:
+        """A configuration not chosen for long, to re-try now and then.
 
-    def _commit_plan(self, inv: Invocation, held: Collection[str]) -> Plan | None:
-        """The plan to commit `inv` with, or None when only held backends could."""
-        if not self.settings.late_commit and inv.speculative is not None:
-            spec = inv.speculative
-            return None if spec.config.backend in held else spec
-        open_backends = set(self._allowed_backends(inv.op)) - set(held)
-        if not any(
-            c.backend in open_backends for c in self.store.configurations(inv.op)
-        ):
+        Every `retry_every` decisions of an op, a candidate that fits the target,
+        meets the floor, costs at most `retry_margin` more than the chosen one by
+        its estimate, and was not chosen in the last four `retry_every` decisions
+        is taken instead (the stalest first), so a configuration over-estimated by
+        chance gets the observation that corrects it.
+        """
+        s = self.settings
+        done = self._decisions[op]
+        if not s.retry_abandoned or s.objective != "cost" or done % s.retry_every:
             return None
-        return self.plan(inv, exclude=held)
-
-    def _slot_wait_s(self, config: Configuration) -> float:
-        """Predicted seconds until `config.slots` slots are free on its backend."""
-        backend = config.backend
-        free = self._free(backend)
-        if config.slots <= free:
-            return 0.0
-        now = self.clock.now()
-        ends = sorted(
-            (i.started_s or now) + (i.plan.predicted_s if i.plan else 0.0)
-            for i in self._running.values()
-            if i.plan is not None and i.plan.config.backend == backend
-            for _ in range(i.plan.config.slots)
-        )
-        needed = config.slots - free
-        if needed > len(ends):
-            return float("inf")
-        return max(0.0, ends[needed - 1] - now)
-
-    def _price(
-        self, op: str, units: float, pool: list[Configuration]
-    ) -> list[Candidate]:
-        startup = {n: b.startup_s for n, b in self.backends.items()}
-        return price_candidates(
-            self.store,
-            self.prices,
-            op,
-            units,
-            backends=self.backends,
-            startup_s=startup,
-            configs=pool,
-        )
-
-    def _target(self, inv: Invocation, cands: list[Candidate]) -> Target:
-        basis = self._basis(inv.op, cands)
-        own_s = basis.predicted_s if basis else 0.0
-        time_left_s = self.settings.deadline_s - self.clock.now()
-        return invocation_target(
-            self.pipeline, inv.op, own_s, time_left_s, self.stage_estimates()
-        )
-
-    def _basis(self, op: str, cands: list[Candidate]) -> Candidate | None:
-        """The candidate that stands for the op when weighing work."""
-        if not cands:
-            return None
-        weight = self._weight_config(op)
+        stale_before = done - 4 * s.retry_every
+        best: tuple[int, float] | None = None
+        found = None
         for c in cands:
-            if c.config == weight:
-                return c
-        eligible = [c for c in cands if c.accuracy >= self.settings.accuracy_floor]
-        return min(eligible or cands, key=lambda c: c.predicted_s)
-
-    def stage_estimates(self) -> dict[str, StageEstimate]:
-        """Remaining work of every op in the run, at its current configuration."""
-        remaining = self.remaining_invocations()
-        out = {}
-        for op in self.pipeline.ops:
-            config = self._weight_config(op)
-            if config is None:
+            if c.config == chosen.config or c.wait_s > 0 or c.predicted_s > target_s:
                 continue
-            units = self.store.units_per_invocation(op)
-            backend = self.backends[config.backend]
-            invocation_s = (
-                self.store.predict_s_per_unit(op, config) * units + backend.startup_s
-            )
-            parallelism = max(1.0, backend.capacity / config.slots)
-            out[op] = StageEstimate(invocation_s, remaining.get(op, 0.0), parallelism)
+            if c.accuracy < s.accuracy_floor:
+                continue
+            if c.cost_usd > (1 + s.retry_margin) * chosen.cost_usd:
+                continue
+            last = self._last_used.get((op, c.config), 0)
+            if last > stale_before:
+                continue
+            if best is None or (last, c.cost_usd) < best:
+                best, found = (last, c.cost_usd), c
+        return found
+
+    # -- targets and the weight of work ahead ------------------------------------------
+
+    def _target(
+        self, inv: Invocation, remaining: list[float], time_left_s: float, grp: _Group
+    ) -> Target:
+        shares = self.settings.static_shares
+        if shares is not None:
+            slo_s = grp.slo_s if grp.slo_s is not None else self.settings.deadline_s
+            return Target(slo_s * shares.get(inv.op, 0.0), time_left_s, (inv.op,), 0.0)
+        stages = {}
+        own_s = 0.0
+        for i, x in enumerate(self._ops):
+            if remaining[i] <= 0 and x != inv.op:
+                continue
+            units = self.store.units_per_invocation(x)
+            estimate, option = self._stage(x, remaining[i], units)
+            if estimate is None:
+                continue
+            stages[x] = estimate
+            if x == inv.op and option is not None:
+                own_s = self._call_s(option, inv.units) * self._margin(
+                    x, option, max(1.0, remaining[i])
+                )
+        return invocation_target(
+            self.pipeline, inv.op, own_s, time_left_s, stages, self._paths[inv.op]
+        )
+
+    def _call_s(self, option: Option, units: float) -> float:
+        """Predicted latency of one call of `option` on invocations of `units`."""
+        run_s = option.s_per_unit() * units * option.call_batch
+        return self._startup[option.backend] + run_s
+
+    def _estimate(
+        self, option: Option, remaining: float, units: float
+    ) -> StageEstimate:
+        capacity = self.backends[option.backend].capacity
+        return StageEstimate(
+            self._call_s(option, units),
+            remaining / option.call_batch,
+            max(1.0, capacity / option.slots),
+        )
+
+    def _stage(
+        self, op: str, remaining: float, units: float
+    ) -> tuple[StageEstimate | None, Option | None]:
+        """The op's remaining work and the option that stands for it."""
+        basis = self.settings.weight_basis
+        option: Option | None = None
+        if basis == "chosen":
+            last = self._last_config.get(op)
+            if last is not None:
+                option = next(
+                    (o for o in self._options_of(op) if o.config == last), None
+                )
+        if option is None and basis in ("chosen", "fastest"):
+            option = self._fastest_rate(op)
+        estimate: StageEstimate | None = None
+        if option is not None:
+            estimate = self._estimate(option, remaining, units)
+        else:
+            estimate, option = self._clearing_soonest(op, remaining, units)
+        if estimate is None or option is None:
+            return None, None
+        margin = self._margin(op, option, max(1.0, remaining))
+        if margin != 1.0:
+            estimate = replace(estimate, invocation_s=estimate.invocation_s * margin)
+        return estimate, option
+
+    def _clearing_soonest(
+        self, op: str, remaining: float, units: float
+    ) -> tuple[StageEstimate | None, Option | None]:
+        """Robust weight: the option that clears the op's remaining work soonest.
+
+        Taken across backends, it changes smoothly with the work left (a wide CPU
+        backend while many invocations remain, a fast GPU for the last few) and
+        does not jump with the configuration last chosen.
+        """
+        best: StageEstimate | None = None
+        found: Option | None = None
+        for option in self._weight_options(op):
+            estimate = self._estimate(option, remaining, units)
+            if best is None or (estimate.stage_s, estimate.invocation_s) < (
+                best.stage_s,
+                best.invocation_s,
+            ):
+                best, found = estimate, option
+        return best, found
+
+    def _weight_options(self, op: str) -> list[Option]:
+        """Options that can clear the op's work soonest for some amount of work.
+
+        Those meeting the accuracy floor (all, if none does), without the ones
+        slower per call and per slot-second than another; rebuilt after every
+        `WEIGHT_REFRESH` observations of the op.
+        """
+        cached = self._weights.get(op)
+        if cached is not None:
+            return cached
+        options = self._options_of(op)
+        floor = self.settings.accuracy_floor
+        eligible = [o for o in options if o.accuracy >= floor] or options
+        units = self.store.units_per_invocation(op)
+        scored = []
+        for o in eligible:
+            call_s = self._call_s(o, units)
+            rate = call_s * o.slots / (self.backends[o.backend].capacity * o.call_batch)
+            scored.append((call_s, rate, o))
+        scored.sort(key=lambda t: (t[0], t[1]))
+        kept, best_rate = [], INF
+        for _, rate, o in scored:
+            if rate < best_rate:
+                kept.append(o)
+                best_rate = rate
+        self._weights[op] = kept
+        self._weights_at[op] = 0
+        return kept
+
+    def _fastest_rate(self, op: str) -> Option | None:
+        """The option with the best rate per unit at its backend's parallelism."""
+        options = self._options_of(op)
+        floor = self.settings.accuracy_floor
+        eligible = [o for o in options if o.accuracy >= floor] or options
+        if not eligible:
+            return None
+
+        def key(o: Option) -> tuple[float, float]:
+            per_unit = o.s_per_unit()
+            capacity = max(1, self.backends[o.backend].capacity)
+            return per_unit * o.slots / (capacity * o.call_batch), per_unit
+
+        return min(eligible, key=key)
+
+    def _affinity_of(self, op: str) -> dict[str, float]:
+        """How much more the op's cheapest option costs off each backend than on it."""
+        units = self.store.units_per_invocation(op)
+        floor = self.settings.accuracy_floor
+        cheapest: dict[str, float] = {}
+        for o in self._options_of(op):
+            if o.accuracy < floor:
+                continue
+            usd = o.usd(o.s_per_unit() * units * o.call_batch) / o.call_batch
+            cheapest[o.backend] = min(cheapest.get(o.backend, INF), usd)
+        out = {}
+        for backend, usd in cheapest.items():
+            others = [v for b, v in cheapest.items() if b != backend]
+            out[backend] = min(others) / usd if others and usd > 0 else 1.0
         return out
 
-    def _weight_config(self, op: str) -> Configuration | None:
-        last = self._last_config.get(op)
-        if self.settings.weight_basis == "chosen" and last is not None:
-            return last
-        allowed = self._allowed_backends(op)
-        configs = [
-            c
-            for c in self.store.configurations(op)
-            if c.backend in allowed
-            and self.store.profile(op, c).accuracy >= self.settings.accuracy_floor
-        ] or [c for c in self.store.configurations(op) if c.backend in allowed]
-        if not configs:
-            return None
-
-        # The configuration that clears the op's work soonest at its backend's
-        # parallelism, not the fastest single invocation: a configuration holding
-        # every slot would make the op's work look parallel-free and its weight jump.
-        def clearing_key(c: Configuration) -> tuple[float, float]:
-            per_unit = self.store.predict_s_per_unit(op, c)
-            capacity = max(1, self.backends[c.backend].capacity)
-            return per_unit * c.slots / capacity, per_unit
-
-        return min(configs, key=clearing_key)
-
-    def remaining_invocations(self) -> dict[str, float]:
-        """Invocations of each op still expected in the run (see `core.targets`)."""
-        counts = self.pipeline.expected_counts(self.store.edge_rates)
-        sources = set(self.pipeline.sources())
-        total: dict[str, float] = defaultdict(float)
-        for grp in self._groups.values():
-            if grp.done:
-                continue
-            if any(grp.unfinished[s] > 0 for s in sources):
-                for op, n in counts.items():
-                    total[op] += n
-                continue
-            for op in self.pipeline.ops:
-                total[op] += self._expected_in_group(grp, op, counts)
-        return dict(total)
-
-    def _expected_in_group(
-        self, grp: _Group, op: str, counts: Mapping[str, float]
-    ) -> float:
-        spec = self.pipeline.ops[op]
-        if spec.gather:
-            return float(grp.unfinished[op]) if grp.created[op] else 1.0
-        expected = float(grp.unfinished[op])
-        for upstream in self._ancestors(op):
-            if self.pipeline.ops[upstream].gather or counts[upstream] <= 0:
-                continue
-            expected += grp.unfinished[upstream] * counts[op] / counts[upstream]
-        return expected
-
-    def _ancestors(self, op: str) -> set[str]:
-        return nx.ancestors(self.pipeline.graph, op)
-
-    def _close_group(self, group: str) -> None:
-        grp = self._groups[group]
-        grp.done = True
-        if not self.settings.feedback:
-            return
-        for upstream, downstream in self.pipeline.graph.edges:
-            if self.pipeline.ops[downstream].gather or not grp.created[upstream]:
-                continue
-            rate = grp.created[downstream] / grp.created[upstream]
-            self.store.observe_edge(upstream, downstream, rate)
-
     # -- views -------------------------------------------------------------------------
+
+    def stage_estimates(self, group: str | None = None) -> dict[str, StageEstimate]:
+        """Remaining work of every op, at the option that stands for it."""
+        if group is None:
+            remaining = self._remaining_run()
+        else:
+            remaining = self._remaining_group(self._group(group))
+        out = {}
+        for i, op in enumerate(self._ops):
+            units = self.store.units_per_invocation(op)
+            estimate, _ = self._stage(op, remaining[i], units)
+            if estimate is not None:
+                out[op] = estimate
+        return out
 
     def used_slots(self) -> dict[str, int]:
         """Slots held now on each backend."""
         return dict(self._used)
+
+    def queued(self) -> int:
+        """Requests (first attempts, retries, duplicates) waiting in the queues."""
+        return sum(self._ready.values())

@@ -22,7 +22,7 @@ again at every decision.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from llama_prefect.core.pipeline import Pipeline
@@ -74,6 +74,7 @@ def invocation_target(
     own_s: float,
     time_left_s: float,
     stages: Mapping[str, StageEstimate],
+    paths: Sequence[Sequence[str]] | None = None,
 ) -> Target:
     """Computes the target of one invocation of `op`.
 
@@ -83,12 +84,14 @@ def invocation_target(
         own_s: Predicted latency of this invocation, in seconds (> 0).
         time_left_s: Seconds to the deadline; zero or less means already late.
         stages: Remaining work per op; ops missing from it count as no work.
+        paths: The paths from `op` to a sink, when the caller has them at hand
+            (default: enumerated from the pipeline).
 
     Returns:
         The target; 0 s when the deadline has passed.
     """
     best: Target | None = None
-    for path in pipeline.paths_from(op):
+    for path in pipeline.paths_from(op) if paths is None else paths:
         ahead_s = sum(stages[x].stage_s for x in path if x in stages)
         ahead_s = max(ahead_s, own_s)
         share = own_s / ahead_s if ahead_s > 0 else 1.0

@@ -89,3 +89,26 @@ def test_unknown_backend_names_the_known_ones():
     assert "price file" in message
     assert isinstance(info.value, ValueError)
     assert isinstance(info.value, LlamaError)
+
+
+def test_lambda_is_billed_per_ms_by_memory():
+    catalog = PriceCatalog.load()
+    lam = catalog.price("lambda")
+    assert lam.granularity_s == 0.001 and lam.usd_per_gb_s is not None
+    # 1.2341 s rounds up to 1.235 s; 512 MB = 0.5 GB; plus the request fee
+    expected = 1.235 * 0.5 * lam.usd_per_gb_s + lam.usd_per_invocation
+    assert catalog.cost_usd("lambda", 1.2341, memory_mb=512) == pytest.approx(expected)
+    assert catalog.config_usd("lambda", {"memory_mb": 512}, 1.2341) == pytest.approx(
+        expected
+    )
+
+
+def test_pools_bill_instance_time_with_a_minimum():
+    gpu = PriceCatalog.load().price("ecs-gpu")
+    # up 10 s: billed the one-minute minimum; up 90.2 s: 91 s (per second)
+    assert gpu.instance_usd(10.0) == pytest.approx(60 * gpu.usd_per_slot_s)
+    assert gpu.instance_usd(90.2) == pytest.approx(91 * gpu.usd_per_slot_s)
+    # an invocation's share is not rounded: pools round instance time only
+    assert PriceCatalog.load().cost_usd("ecs-gpu", 0.25) == pytest.approx(
+        0.25 * gpu.usd_per_slot_s
+    )

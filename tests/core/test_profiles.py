@@ -339,3 +339,37 @@ def test_a_shift_seen_on_one_configuration_reaches_the_unused_ones_mostly():
         store.observe("detect", CPU_A, 1.0, 2.0 * 1.5)
     assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(3.0, rel=0.02)
     assert store.predict_s_per_unit("detect", CPU_B) >= 5.0 * 1.4
+
+
+class TestPublishedFeedbackAndSpread:
+    def test_per_configuration_feedback_moves_only_the_one_that_ran(self):
+        store = _store()
+        store.observe("detect", CPU_A, 1.0, 3.0, shared=False)
+        # residual 1 x (0.7 + 0.3 x 1.5) = 1.15: 2.0 x 1.15 = 2.3; drift untouched
+        assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(2.3)
+        assert store.predict_s_per_unit("detect", CPU_B) == 5.0
+        assert store.ops["detect"].drift == {}
+
+    def test_spread_starts_at_the_prior_and_learns_the_log_error(self):
+        import math
+
+        from llama_prefect.core.profiles import PRIOR_SPREAD, SPREAD_WEIGHT
+
+        store = _store()
+        assert store.spread("detect", "local-cpu") == PRIOR_SPREAD
+        store.observe("detect", CPU_A, 1.0, 2.0 * math.e)  # log ratio 1
+        expected = (1 - SPREAD_WEIGHT) * PRIOR_SPREAD**2 + SPREAD_WEIGHT * 1.0
+        assert store.spread("detect", "local-cpu") == pytest.approx(math.sqrt(expected))
+        assert store.spread("detect", "local-gpu") == PRIOR_SPREAD
+
+    def test_a_batched_call_teaches_units_of_one_invocation(self):
+        store = _store()
+        store.observe("detect", CPU_A, 8.0, 16.0, invocation_units=2.0)
+        assert store.units_per_invocation("detect") == 2.0
+        assert store.profile("detect", CPU_A).recent_s_per_unit == [2.0]
+
+    def test_spread_survives_a_round_trip(self, tmp_path):
+        store = _store()
+        store.observe("detect", CPU_A, 1.0, 3.0)
+        back = ProfileStore.load(store.save(tmp_path / "p.json"))
+        assert back.spread("detect", "local-cpu") == store.spread("detect", "local-cpu")

@@ -1,0 +1,665 @@
+"""Hand-computed cases for each scheduler mechanism and switch, on simulated time.
+
+Straggler duplication, retry through re-planning, deterministic failures, injection,
+safe delayed batching, priority commit (depth, quotas, affinity), the objectives, the
+fixes of the published method's weak spots and their switches, per-group deadlines
+and a static split of the SLO.
+
+Unless a test says otherwise, `detect` has a cheap, slow CPU configuration (2 s per
+unit) and a fast, pricier GPU configuration (0.5 s per unit), and targets use mean
+latencies (`fanout_quantile=False`) so that they can be computed by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import pytest
+
+from llama_prefect.core.clock import SimClock
+from llama_prefect.core.pipeline import Configuration, OpSpec, Pipeline
+from llama_prefect.core.pricing import PriceCatalog
+from llama_prefect.core.profiles import PRIOR_SPREAD, ProfileStore
+from llama_prefect.core.scheduler import (
+    BackendSlots,
+    Scheduler,
+    Settings,
+    State,
+)
+from llama_prefect.errors import ConfigurationError
+
+CPU, GPU, LAMBDA = "local-cpu", "local-gpu", "lambda"
+SPLIT = Configuration(CPU)
+MERGE = Configuration(CPU)
+DETECT_CPU = Configuration.of(CPU, {"threads": 1})
+DETECT_CPU2 = Configuration.of(CPU, {"threads": 2})
+DETECT_GPU = Configuration.of(GPU, {"threads": 1})
+DETECT_GPU4 = Configuration.of(GPU, {"call_batch": 4, "threads": 1})
+PRICES = PriceCatalog.load()
+
+
+def _pipeline(detect_backends: tuple[str, ...] = (CPU, GPU)) -> Pipeline:
+    p = Pipeline("video")
+    p.add_op(OpSpec("split", unit="video"))
+    p.add_op(OpSpec("detect", knobs={"threads": (1, 2)}, backends=detect_backends))
+    p.add_op(OpSpec("merge", unit="video", gather=True))
+    p.add_edge("split", "detect", fanout=4)
+    p.add_edge("detect", "merge")
+    return p
+
+
+def _store(**detect: float) -> ProfileStore:
+    store = ProfileStore("video")
+    store.seed("split", SPLIT, 0.5)
+    store.seed("merge", MERGE, 0.1)
+    configs = {"cpu": DETECT_CPU, "cpu2": DETECT_CPU2, "gpu": DETECT_GPU}
+    configs["gpu4"] = DETECT_GPU4
+    for name, s_per_unit in (detect or {"cpu": 2.0, "gpu": 0.5}).items():
+        store.seed("detect", configs[name], s_per_unit)
+    return store
+
+
+def _scheduler(
+    *,
+    deadline_s: float = 100.0,
+    cpu: int = 4,
+    gpu: int = 1,
+    store: ProfileStore | None = None,
+    pipeline: Pipeline | None = None,
+    clock: SimClock | None = None,
+    backends: dict[str, BackendSlots] | None = None,
+    **switches,
+) -> Scheduler:
+    if backends is None:
+        backends = {CPU: BackendSlots(CPU, cpu)}
+        if gpu:
+            backends[GPU] = BackendSlots(GPU, gpu)
+    switches.setdefault("fanout_quantile", False)
+    return Scheduler(
+        pipeline or _pipeline(),
+        store or _store(),
+        PRICES,
+        backends,
+        Settings(deadline_s=deadline_s, **switches),
+        clock=clock or SimClock(),
+    )
+
+
+def _ready(sched: Scheduler, *ids: str, op: str = "detect", group: str = "v1"):
+    for inv_id in ids:
+        sched.add(inv_id, op, 1.0, group)
+        sched.mark_ready(inv_id)
+
+
+class TestStragglers:
+    # A lone detect with 4.56 s left: own 0.5 s (GPU stands for the op) against
+    # 0.5 + 0.1 s ahead: target 4.56 x 0.5 / 0.6 = 3.8 s. The CPU (2 s) fits and is
+    # cheaper. Its target is lost for a fresh GPU attempt (0.5 s) after 3.3 s:
+    # between 1.5 x 2 = 3 s and 2 x 2 = 4 s, so it is a straggler from 3.3 s.
+
+    def _started(self, clock: SimClock, **switches):
+        sched = _scheduler(deadline_s=4.56, clock=clock, **switches)
+        _ready(sched, "d1")
+        (first,) = sched.commit_ready()
+        return sched, first
+
+    def test_straggler_time_by_hand(self):
+        sched, first = self._started(SimClock())
+        assert first.plan.config == DETECT_CPU
+        assert first.plan.target_s == pytest.approx(3.8)
+        assert first.plan.fastest_s == pytest.approx(0.5)
+        assert first.duplicate_at_s == pytest.approx(3.3)
+        assert sched.next_event_s() == pytest.approx(3.3)
+
+    def test_a_loose_target_waits_twice_the_prediction(self):
+        clock = SimClock()
+        sched = _scheduler(deadline_s=1000.0, clock=clock)
+        _ready(sched, "d1")
+        (first,) = sched.commit_ready()
+        assert first.duplicate_at_s == pytest.approx(2 * first.plan.predicted_s)
+
+    def test_duplicate_wins_and_the_original_is_cancelled(self):
+        clock = SimClock()
+        sched, first = self._started(clock)
+        clock.advance(3.2)
+        assert sched.poll() == 0  # not yet a straggler
+        clock.advance(0.1)
+        assert sched.poll() == 1
+        (dup,) = sched.commit_ready()
+        assert (dup.id, dup.kind, dup.number) == ("d1~2", "duplicate", 2)
+        # 1.26 s left: only the GPU (0.5 s) can still make it
+        assert dup.plan.config == DETECT_GPU
+        assert sched.used_slots() == {CPU: 1, GPU: 1}
+
+        clock.advance(0.5)
+        sched.finish(dup.id, ok=True)
+        inv = sched.invocations["d1"]
+        assert dup.won and inv.state is State.DONE and inv.winner is dup
+        assert sched.take_cancelled() == [first]
+        assert first.state is State.CANCELLED
+        assert sched.used_slots() == {CPU: 1, GPU: 0}  # until its end is reported
+
+        clock.advance(1.0)
+        late = sched.finish(first.id, ok=True)
+        assert not late.won and inv.winner is dup
+        assert sched.used_slots() == {CPU: 0, GPU: 0}
+        # both attempts are paid for
+        assert inv.cost_usd == pytest.approx(first.cost_usd + dup.cost_usd)
+
+    def test_original_finishing_first_cancels_the_duplicate(self):
+        clock = SimClock()
+        sched, first = self._started(clock)
+        clock.advance(3.3)
+        sched.poll()
+        (dup,) = sched.commit_ready()
+        clock.advance(0.1)
+        sched.finish(first.id, ok=True)
+        assert first.won
+        assert sched.take_cancelled() == [dup]
+
+    def test_one_duplicate_at_a_time(self):
+        clock = SimClock()
+        sched, _ = self._started(clock)
+        clock.advance(3.3)
+        assert sched.poll() == 1
+        (dup,) = sched.commit_ready()
+        clock.advance(100.0)
+        assert sched.poll() == 0  # two attempts alive already
+
+    def test_without_duplication_nothing_is_watched(self):
+        clock = SimClock()
+        sched, first = self._started(clock, duplication=False)
+        assert math.isinf(first.duplicate_at_s)
+        clock.advance(100.0)
+        assert sched.poll() == 0
+        assert math.isinf(sched.next_event_s())
+
+
+class TestFailures:
+    def test_a_failure_is_planned_again_and_may_change_backend(self):
+        clock = SimClock()
+        sched = _scheduler(deadline_s=4.56, clock=clock)
+        _ready(sched, "d1")
+        (first,) = sched.commit_ready()
+        assert first.plan.config == DETECT_CPU
+        clock.advance(1.0)
+        sched.finish(first.id, ok=False, error="lost the worker")
+        inv = sched.invocations["d1"]
+        assert inv.state is State.READY and inv.pending == "retry"
+        (retry,) = sched.commit_ready()
+        # 3.56 s left: target 3.56 x 0.5 / 0.6 = 2.97 s; the CPU still fits
+        assert (retry.id, retry.kind) == ("d1~2", "retry")
+        assert retry.plan.target_s == pytest.approx(3.56 * 0.5 / 0.6)
+        clock.advance(2.0)
+        sched.finish(retry.id, ok=True)
+        assert inv.state is State.DONE and inv.winner is retry
+        assert inv.failures == 1
+
+    def test_deterministic_failure_is_not_retried(self):
+        sched = _scheduler()
+        _ready(sched, "d1")
+        (first,) = sched.commit_ready()
+        sched.finish(first.id, ok=False, error="corrupt input", retriable=False)
+        inv = sched.invocations["d1"]
+        assert inv.state is State.FAILED and inv.error == "corrupt input"
+        assert sched.queued() == 0 and sched.commit_ready() == []
+
+    def test_retries_run_out(self):
+        sched = _scheduler(retries=1)
+        _ready(sched, "d1")
+        (first,) = sched.commit_ready()
+        sched.finish(first.id, ok=False, error="boom")
+        (second,) = sched.commit_ready()
+        sched.finish(second.id, ok=False, error="boom again")
+        inv = sched.invocations["d1"]
+        assert inv.state is State.FAILED and inv.failures == 2
+        assert sched.queued() == 0
+
+    def test_no_retries_when_switched_off(self):
+        sched = _scheduler(retries=0)
+        _ready(sched, "d1")
+        (first,) = sched.commit_ready()
+        sched.finish(first.id, ok=False, error="boom")
+        assert sched.invocations["d1"].state is State.FAILED
+
+    def test_a_failure_beside_a_live_duplicate_waits_for_it(self):
+        clock = SimClock()
+        sched = _scheduler(deadline_s=4.56, clock=clock)
+        _ready(sched, "d1")
+        (first,) = sched.commit_ready()
+        clock.advance(3.3)
+        sched.poll()
+        (dup,) = sched.commit_ready()
+        sched.finish(first.id, ok=False, error="boom")
+        assert sched.queued() == 0  # the duplicate may still deliver
+        clock.advance(0.5)
+        sched.finish(dup.id, ok=True)
+        assert sched.invocations["d1"].winner is dup
+
+    def test_a_deterministic_failure_cancels_the_other_attempt(self):
+        clock = SimClock()
+        sched = _scheduler(deadline_s=4.56, clock=clock)
+        _ready(sched, "d1")
+        (first,) = sched.commit_ready()
+        clock.advance(3.3)
+        sched.poll()
+        (dup,) = sched.commit_ready()
+        sched.finish(dup.id, ok=False, error="corrupt", retriable=False)
+        assert sched.take_cancelled() == [first]
+        assert sched.invocations["d1"].state is State.FAILED
+
+
+class TestInjection:
+    def test_every_attempt_fails_at_rate_one(self):
+        sched = _scheduler(inject_failure_rate=1.0)
+        _ready(sched, "d1", "d2")
+        assert [a.injected for a in sched.commit_ready()] == ["failure", "failure"]
+
+    def test_rates_are_met_over_many_attempts_and_are_seeded(self):
+        def draws(seed: int) -> list:
+            sched = _scheduler(
+                cpu=1,
+                gpu=0,
+                inject_failure_rate=0.03,
+                inject_straggler_rate=0.1,
+                seed=seed,
+            )
+            out = []
+            for k in range(2000):
+                _ready(sched, f"d{k}")
+                (attempt,) = sched.commit_ready()
+                out.append(attempt.injected)
+                sched.finish(attempt.id, ok=True)
+            return out
+
+        first = draws(7)
+        assert first == draws(7)
+        assert 0.02 < first.count("failure") / 2000 < 0.04
+        assert 0.08 < first.count("straggler") / 2000 < 0.12
+
+    def test_rates_above_one_are_rejected(self):
+        with pytest.raises(ConfigurationError, match="injection rates"):
+            _scheduler(inject_failure_rate=0.6, inject_straggler_rate=0.6)
+
+
+class TestBatching:
+    # detect on a 1-slot GPU only: unbatched 0.5 s per unit, or four invocations per
+    # call at 0.2 s per unit (a full call of four one-unit invocations: 0.8 s).
+
+    @staticmethod
+    def _sched(clock: SimClock, **kw) -> Scheduler:
+        return _scheduler(
+            clock=clock,
+            cpu=1,
+            gpu=1,
+            store=_store(gpu=0.5, gpu4=0.2),
+            pipeline=_pipeline((GPU,)),
+            **kw,
+        )
+
+    def test_four_ready_invocations_share_one_call(self):
+        clock = SimClock()
+        sched = self._sched(clock)
+        _ready(sched, "d0", "d1", "d2", "d3")
+        attempts = sched.commit_ready()
+        assert sorted(a.id for a in attempts) == ["d0", "d1", "d2", "d3"]
+        assert len({id(a.call) for a in attempts}) == 1
+        assert all(a.plan.config == DETECT_GPU4 for a in attempts)
+        assert sched.used_slots()[GPU] == 1
+        call_usd = 0.8 * PRICES.price(GPU).usd_per_slot_s
+        assert attempts[0].plan.cost_usd == pytest.approx(call_usd / 4)
+        assert attempts[0].plan.run_s == pytest.approx(0.8)
+
+        clock.advance(0.8)
+        for a in attempts[:3]:
+            sched.finish(a.id, ok=True)
+        assert sched.used_slots()[GPU] == 1  # the call is open until all end
+        sched.finish(attempts[3].id, ok=True)
+        assert sched.used_slots()[GPU] == 0
+        # learned once, from the whole call: 0.8 s over 4 units
+        prof = sched.store.profile("detect", DETECT_GPU4)
+        assert prof.observations == 1
+        assert prof.recent_s_per_unit == [pytest.approx(0.2)]
+
+    def _split_running(self, clock: SimClock, deadline_s: float) -> Scheduler:
+        """One split running (ends in 0.5 s, makes 4 detects) and one detect ready."""
+        sched = self._sched(clock, deadline_s=deadline_s)
+        sched.add("s1", "split", 1.0, "v2")
+        sched.mark_ready("s1")
+        assert [a.id for a in sched.commit_ready()] == ["s1"]
+        _ready(sched, "d0", group="v1")
+        return sched
+
+    def test_waits_for_upstream_work_that_fills_the_call(self):
+        # Alone, d0 costs a whole padded call (0.8 s) or an unbatched 0.5 s. The
+        # running split will make four more detects in 0.5 s: waiting 0.5 s for a
+        # full call (0.5 + 0.8 = 1.3 s) fits a loose target at a quarter of the
+        # call's cost, so it waits.
+        clock = SimClock()
+        sched = self._split_running(clock, deadline_s=1000.0)
+        assert sched.commit_ready() == []
+        d0 = sched.invocations["d0"]
+        assert d0.waited and d0.queued_on == GPU
+        assert sched.next_event_s() == pytest.approx(0.5)
+
+    def test_does_not_wait_when_the_target_cannot_afford_it(self):
+        # With 1.2 s left the wait plus the call (1.3 s) misses: run what is ready.
+        clock = SimClock()
+        sched = self._split_running(clock, deadline_s=1.5)
+        (attempt,) = sched.commit_ready()
+        assert attempt.id == "d0" and attempt.plan.wait_s == 0.0
+
+    def test_does_not_wait_without_upstream_work(self):
+        clock = SimClock()
+        sched = self._sched(clock, deadline_s=1000.0)
+        _ready(sched, "d0")
+        (attempt,) = sched.commit_ready()
+        # alone, the padded call costs more than the unbatched one
+        assert attempt.plan.config == DETECT_GPU
+
+    def test_an_invocation_waits_once(self):
+        clock = SimClock()
+        sched = self._split_running(clock, deadline_s=1000.0)
+        sched.commit_ready()
+        clock.advance(0.5)
+        sched.poll()
+        (attempt,) = sched.commit_ready()  # no more detects came: it runs alone now
+        assert attempt.id == "d0" and attempt.plan.config == DETECT_GPU
+
+    def test_without_batching_calls_are_never_batched(self):
+        clock = SimClock()
+        sched = self._sched(clock, batching=False)
+        _ready(sched, "d0", "d1", "d2", "d3")
+        (attempt,) = sched.commit_ready()
+        assert attempt.plan.config == DETECT_GPU
+
+
+def _branches() -> Pipeline:
+    """split -> a -> a2 -> merge and split -> b -> merge: a and b at depth 1."""
+    p = Pipeline("branches")
+    p.add_op(OpSpec("split", unit="video"))
+    p.add_op(OpSpec("a", backends=(CPU, GPU)))
+    p.add_op(OpSpec("a2"))
+    p.add_op(OpSpec("b", backends=(CPU, GPU)))
+    p.add_op(OpSpec("merge", unit="video", gather=True))
+    for u, v in [("split", "a"), ("a", "a2"), ("a2", "merge")]:
+        p.add_edge(u, v)
+    p.add_edge("split", "b")
+    p.add_edge("b", "merge")
+    return p
+
+
+class TestPriorityCommit:
+    @staticmethod
+    def _sched(**kw) -> Scheduler:
+        store = ProfileStore("branches")
+        for op in ("split", "a2", "merge"):
+            store.seed(op, Configuration(CPU), 1.0)
+        # a: 4x cheaper on the GPU than on the CPU; b: about the same on both
+        store.seed("a", Configuration(CPU), 20.0)
+        store.seed("a", Configuration(GPU), 1.0)
+        store.seed("b", Configuration(CPU), 4.0)
+        store.seed("b", Configuration(GPU), 1.0)
+        return _scheduler(store=store, pipeline=_branches(), **kw)
+
+    def test_affinity_by_hand(self):
+        sched = self._sched()
+        cpu_usd = PRICES.price(CPU).usd_per_slot_s
+        gpu_usd = PRICES.price(GPU).usd_per_slot_s
+        assert sched._affinity["a"][GPU] == pytest.approx(20 * cpu_usd / gpu_usd)
+        assert sched._affinity["b"][GPU] == pytest.approx(4 * cpu_usd / gpu_usd)
+        assert sched._affinity["a"][CPU] == pytest.approx(gpu_usd / (20 * cpu_usd))
+
+    def _both_want_the_gpu(self, **kw) -> Scheduler:
+        # 6 s left. b: own 1 s (GPU) of 1 + merge 1 s ahead: target 3 s, the CPU
+        # (4 s) misses. a: 1 s of a 1 + a2 1 + merge 1: target 2 s, the CPU (20 s)
+        # misses. Both queue on the one GPU slot; b was ready first.
+        sched = self._sched(deadline_s=6.0, **kw)
+        sched.add("b1", "b", 1.0, "v1")
+        sched.add("a1", "a", 1.0, "v1")
+        sched.mark_ready("b1")
+        sched.mark_ready("a1")
+        assert {sched.invocations[i].queued_on for i in ("a1", "b1")} == {GPU}
+        return sched
+
+    def test_the_op_with_the_stronger_affinity_gets_the_scarce_slot(self):
+        sched = self._both_want_the_gpu()
+        assert [a.id for a in sched.commit_ready()] == ["a1"]
+        # b then waits 1 s for the GPU (2 s in all, within its 3 s) and holds it
+        assert sched.invocations["b1"].queued_on == GPU
+
+    def test_without_priority_commit_the_oldest_goes_first(self):
+        sched = self._both_want_the_gpu(priority_commit=False)
+        assert [a.id for a in sched.commit_ready()] == ["b1"]
+
+    def test_quota_lets_a_shallower_op_in_before_the_deeper_one_takes_every_slot(self):
+        # 4 CPU slots, 4 ready detects (depth 1) and 2 ready splits (depth 0) of
+        # new videos, loose deadline, everything on the CPU: two ops with work,
+        # quota ceil(4 / 2) = 2 each; then the rest goes deepest first.
+        sched = _scheduler(cpu=4, gpu=0, deadline_s=1000.0)
+        _ready(sched, "d0", "d1", "d2", "d3")
+        _ready(sched, "s0", "s1", op="split", group="v9")
+        ids = [a.id for a in sched.commit_ready()]
+        assert ids == ["d0", "d1", "s0", "s1"]
+
+    def test_without_priority_commit_no_quota(self):
+        sched = _scheduler(cpu=4, gpu=0, deadline_s=1000.0, priority_commit=False)
+        _ready(sched, "d0", "d1", "d2", "d3")
+        _ready(sched, "s0", "s1", op="split", group="v9")
+        assert [a.id for a in sched.commit_ready()] == ["d0", "d1", "d2", "d3"]
+
+
+class TestObjectives:
+    def test_user_callable_gets_the_candidates_and_the_target(self):
+        seen = []
+
+        def most_expensive(cands, target_s):
+            seen.append(target_s)
+            return max(cands, key=lambda c: c.cost_usd)
+
+        sched = _scheduler(objective=most_expensive)
+        _ready(sched, "d1")
+        (attempt,) = sched.commit_ready()
+        assert attempt.plan.config == DETECT_GPU
+        assert seen and seen[-1] == attempt.plan.target_s
+
+    @pytest.mark.parametrize(
+        ("objective", "config"),
+        [("latency", DETECT_GPU), ("cheapest", DETECT_CPU), ("cost", DETECT_CPU)],
+    )
+    def test_named_objectives_with_a_loose_target(self, objective, config):
+        sched = _scheduler(objective=objective, deadline_s=1000.0)
+        _ready(sched, "d1")
+        (attempt,) = sched.commit_ready()
+        assert attempt.plan.config == config
+
+
+class TestPublishedWeakSpots:
+    def test_published_settings_switch_every_fix_off(self):
+        s = Settings.published(10.0)
+        assert (s.shared_feedback, s.retry_abandoned, s.fanout_quantile) == (
+            False,
+            False,
+            False,
+        )
+        assert s.weight_basis == "chosen"
+        assert Settings(10.0).weight_basis == "robust"
+
+    def test_per_configuration_feedback_leaves_the_others_alone(self):
+        clock = SimClock()
+        sched = _scheduler(
+            clock=clock, store=_store(cpu=2.0, cpu2=1.2, gpu=0.5), shared_feedback=False
+        )
+        _ready(sched, "d1")
+        (attempt,) = sched.commit_ready()
+        assert attempt.plan.config == DETECT_CPU
+        clock.advance(3.0)  # 1.5x its profile
+        sched.finish(attempt.id, ok=True)
+        # published: only its own estimate moves, by 0.3 x (3 - 2): 2.3 s
+        assert sched.store.predict_s_per_unit("detect", DETECT_CPU) == pytest.approx(
+            2.3
+        )
+        assert sched.store.predict_s_per_unit("detect", DETECT_CPU2) == 1.2
+
+    def test_shared_feedback_moves_the_unused_configurations_too(self):
+        clock = SimClock()
+        sched = _scheduler(clock=clock, store=_store(cpu=2.0, cpu2=1.2, gpu=0.5))
+        _ready(sched, "d1")
+        (attempt,) = sched.commit_ready()
+        clock.advance(3.0)
+        sched.finish(attempt.id, ok=True)
+        # the shared CPU drift becomes 0.7 + 0.3 x 1.5 = 1.15
+        assert sched.store.predict_s_per_unit("detect", DETECT_CPU2) == pytest.approx(
+            1.2 * 1.15
+        )
+
+    @pytest.mark.parametrize(
+        ("basis", "before_s", "after_s"),
+        [("chosen", 10.25, 20.5), ("robust", 10.25, 10.25)],
+    )
+    def test_published_weight_jumps_with_the_last_choice(
+        self, basis, before_s, after_s
+    ):
+        # 8 CPU slots, 1 GPU. A pending split expects 40 detects, plus one more
+        # detect d1: 41. On the CPU they take 41 x 2 / 8 = 10.25 s, on the GPU
+        # 41 x 0.5 / 1 = 20.5 s. Published, once d1 was committed on the GPU (the
+        # fastest for one invocation), the op's weight doubles; robust, it stays.
+        p = Pipeline("video")
+        p.add_op(OpSpec("split", unit="video"))
+        p.add_op(OpSpec("detect", knobs={"threads": (1,)}, backends=(CPU, GPU)))
+        p.add_op(OpSpec("merge", unit="video", gather=True))
+        p.add_edge("split", "detect", fanout=40)
+        p.add_edge("detect", "merge")
+        sched = _scheduler(
+            pipeline=p, cpu=8, gpu=1, objective="latency", weight_basis=basis
+        )
+        sched.add("s1", "split", 1.0, "v1")
+        _ready(sched, "d1", group="v0")
+        assert sched.stage_estimates()["detect"].stage_s == pytest.approx(before_s)
+        (attempt,) = sched.commit_ready()
+        assert attempt.plan.config == DETECT_GPU
+        assert sched.stage_estimates()["detect"].stage_s == pytest.approx(after_s)
+
+    def test_fanout_quantile_margin_by_hand(self):
+        # Prior spread 0.2, tail quantile 0.95. A lone detect (width 1):
+        # z = 1.645, margin e^(0.2 x 1.645) = 1.389. Its GPU prediction 0.5 s
+        # becomes 0.694 s.
+        sched = _scheduler(fanout_quantile=True, objective="latency")
+        _ready(sched, "d1")
+        (attempt,) = sched.commit_ready()
+        z1 = NormalDist().inv_cdf(0.95)
+        assert attempt.plan.predicted_s == pytest.approx(
+            0.5 * math.exp(PRIOR_SPREAD * z1)
+        )
+        assert attempt.plan.run_s == pytest.approx(0.5)
+
+    def test_fanout_quantile_grows_with_the_width(self):
+        # Four detects on 4 CPU slots run side by side: the slowest of four stays
+        # below the quantile 0.95 ** (1 / 4) of one: z = 2.234.
+        sched = _scheduler(fanout_quantile=True, gpu=0, deadline_s=1000.0)
+        _ready(sched, "d0", "d1", "d2", "d3")
+        attempt = sched.commit_ready()[0]
+        z4 = NormalDist().inv_cdf(0.95**0.25)
+        assert z4 == pytest.approx(2.234, abs=1e-3)
+        assert attempt.plan.predicted_s == pytest.approx(
+            2.0 * math.exp(PRIOR_SPREAD * z4)
+        )
+
+    def test_abandoned_configuration_is_tried_again(self):
+        # CPU2 looks 1.2 x 2 slots = 2.4 slot-s against CPU's 2.0: never chosen
+        # by cost. Every 2nd decision, once it has not been used in 8, it is.
+        clock = SimClock()
+        sched = _scheduler(
+            clock=clock,
+            gpu=0,
+            store=_store(cpu=2.0, cpu2=1.2),
+            retry_every=2,
+            deadline_s=1e6,
+        )
+        configs = []
+        for k in range(12):
+            _ready(sched, f"d{k}")
+            (attempt,) = sched.commit_ready()
+            configs.append((attempt.plan.config, attempt.plan.probe))
+            clock.advance(1.0)
+            sched.finish(attempt.id, ok=True)
+        probes = [k for k, (_, probe) in enumerate(configs) if probe]
+        assert probes == [8]
+        assert configs[8][0] == DETECT_CPU2
+        assert all(c == DETECT_CPU for k, (c, _) in enumerate(configs) if k != 8)
+
+    def test_without_retry_abandoned_it_never_is(self):
+        clock = SimClock()
+        sched = _scheduler(
+            clock=clock,
+            gpu=0,
+            store=_store(cpu=2.0, cpu2=1.2),
+            retry_every=2,
+            retry_abandoned=False,
+            deadline_s=1e6,
+        )
+        for k in range(12):
+            _ready(sched, f"d{k}")
+            (attempt,) = sched.commit_ready()
+            assert attempt.plan.config == DETECT_CPU
+            sched.finish(attempt.id, ok=True)
+
+
+class TestGroupsAndStaticSplit:
+    def test_each_group_has_its_own_deadline_and_work(self):
+        clock = SimClock()
+        sched = _scheduler(clock=clock, target_scope="group", deadline_s=1e9)
+        sched.open_group("v1", slo_s=6.0)
+        sched.open_group("v2", slo_s=60.0)
+        for group in ("v1", "v2"):
+            sched.add(f"s-{group}", "split", 1.0, group)
+        # split: own 0.5 s; ahead split 0.5 + detect (4 expected: 4 x 2 / 4 = 2 s
+        # on the CPU or 4 x 0.5 / 1 on the GPU: 2 s) + merge 0.1 = 2.6 s
+        assert sched.invocations["s-v1"].speculative.target_s == pytest.approx(
+            6.0 * 0.5 / 2.6
+        )
+        assert sched.invocations["s-v2"].speculative.target_s == pytest.approx(
+            60.0 * 0.5 / 2.6
+        )
+        assert sched.remaining_invocations("v1") == {
+            "split": 1,
+            "detect": 4,
+            "merge": 1,
+        }
+
+    def test_static_split_gives_each_op_its_share_of_the_slo(self):
+        clock = SimClock()
+        shares = {"split": 0.1, "detect": 0.5, "merge": 0.4}
+        sched = _scheduler(clock=clock, static_shares=shares, deadline_s=1e9)
+        sched.open_group("v1", slo_s=10.0)
+        inv = sched.add("d1", "detect", 1.0, "v1")
+        clock.advance(4.0)  # time used upstream does not change a static share
+        assert inv.speculative.target_s == pytest.approx(5.0)
+        assert sched.plan(inv).target_s == pytest.approx(5.0)
+
+    def test_start_up_delay_counts_in_the_prediction(self):
+        sched = _scheduler(objective="latency")
+        sched.set_startup(GPU, 3.0)
+        _ready(sched, "d1")
+        (attempt,) = sched.commit_ready()
+        # GPU 0.5 + 3 s start-up = 3.5 s loses to the CPU's 2 s
+        assert attempt.plan.config == DETECT_CPU
+
+    def test_a_per_invocation_backend_counts_invocations_not_threads(self):
+        store = ProfileStore("video")
+        lam2 = Configuration.of(LAMBDA, {"memory_mb": 3538, "threads": 2})
+        store.seed("detect", lam2, 1.0)
+        p = _pipeline((LAMBDA,))
+        backends = {
+            CPU: BackendSlots(CPU, 1),
+            LAMBDA: BackendSlots(LAMBDA, 2, per_invocation=True),
+        }
+        sched = _scheduler(store=store, pipeline=p, backends=backends)
+        _ready(sched, "d0", "d1", "d2")
+        assert len(sched.commit_ready()) == 2
+        assert sched.used_slots()[LAMBDA] == 2
+        # priced by memory: 1 s x 3538 / 1024 GB x the GB-second price + request
+        lam = PRICES.price(LAMBDA)
+        expected = 3538 / 1024 * lam.usd_per_gb_s + lam.usd_per_invocation
+        assert sched.invocations["d0"].plan.cost_usd == pytest.approx(expected)
