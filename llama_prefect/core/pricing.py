@@ -19,9 +19,12 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_prefect.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from llama_prefect.core.pipeline import Configuration
 
 #: Knob that sets the memory of a serverless function, in MB.
 MEMORY_KNOB = "memory_mb"
@@ -130,6 +133,30 @@ class PriceCatalog:
                 price.usd_per_invocation
             )
         return billed_s * slots * price.usd_per_slot_s + price.usd_per_invocation
+
+    def config_cost_usd(self, config: Configuration, latency_s: float) -> float:
+        """Dollars for one invocation of `config` running `latency_s` seconds.
+
+        Backends priced per GB-second bill a configuration with a ``memory_mb`` knob
+        by memory and duration (rounded up to the billing granularity, 1 ms for
+        Lambda); every other backend per slot.
+        """
+        return self.config_usd(config.backend, config.as_dict(), latency_s)
+
+    def memory_cost_usd(self, backend: str, billed_ms: int, memory_mb: float) -> float:
+        """Dollars for one invocation billed `billed_ms` ms at `memory_mb` MB.
+
+        Raises:
+            ConfigurationError: The backend has no price per GB-second.
+        """
+        price = self.price(backend)
+        if price.usd_per_gb_s is None:
+            raise ConfigurationError(
+                f"backend {backend!r} has no usd_per_gb_s in the price file; add it "
+                "to price the backend by memory and duration"
+            )
+        gb_s = billed_ms / 1000.0 * memory_mb / 1024.0
+        return gb_s * price.usd_per_gb_s + price.usd_per_invocation
 
     def config_usd(
         self, backend: str, knobs: dict[str, Any], latency_s: float

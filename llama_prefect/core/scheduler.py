@@ -174,6 +174,7 @@ class Invocation:
     round: int = -1
     waited: bool = False
     failures: int = 0
+    avoid: set[str] = field(default_factory=set)
     started_s: float | None = None
     finished_s: float | None = None
     observed_s: float | None = None
@@ -417,6 +418,7 @@ class Scheduler:
         self._last_used: dict[tuple[str, Configuration], int] = {}
         self._rng = random.Random(settings.seed)
         self._z_by_width: dict[int, float] = {}
+        self._unavailable_until: dict[str, float] = {}
 
     def _init_graph(self) -> None:
         p = self.pipeline
@@ -1111,6 +1113,46 @@ class Scheduler:
         """Sets the start-up delay the next invocation on `backend` will see."""
         self._startup[backend] = startup_s
 
+    def release(
+        self, attempt_id: str, *, error: str, avoid: Collection[str] = ()
+    ) -> Invocation:
+        """Hands a running attempt back: its backend refused or could not finish it.
+
+        Nothing of the op ran to completion (throttling, no capacity, a time limit it
+        would pass), so this is not a failure of the invocation: the attempt gives
+        back its slots and ends as failed, and the invocation is queued to be
+        planned again at once, never on the backends in `avoid`.
+
+        Returns:
+            The invocation; its next attempt comes from `commit_ready`.
+        """
+        attempt = self.attempts[attempt_id]
+        inv = attempt.invocation
+        inv.avoid.update(avoid)
+        if attempt.finished_s is not None or attempt.state is not State.RUNNING:
+            return inv
+        attempt.finished_s = self.clock.now()
+        attempt.observed_s = attempt.finished_s - attempt.started_s
+        attempt.state, attempt.error, attempt.cost_usd = State.FAILED, error, 0.0
+        self._release(attempt)
+        alive = any(a.state is State.RUNNING for a in inv.attempts)
+        if not alive and inv.pending is None and inv.state is State.RUNNING:
+            inv.state, inv.pending = State.READY, "replan"
+            self._enqueue(inv, self.plan(inv), front=True)
+        return inv
+
+    def mark_unavailable(self, backend: str, until_s: float) -> None:
+        """Plans nothing on `backend` until clock time `until_s` (a cool-down)."""
+        self._unavailable_until[backend] = max(
+            until_s, self._unavailable_until.get(backend, until_s)
+        )
+
+    def available_backends(self) -> list[str]:
+        """Backends of this run that are not cooling down now."""
+        now = self.clock.now()
+        until = self._unavailable_until
+        return [n for n in self.backends if until.get(n, now) <= now]
+
     # -- planning ----------------------------------------------------------------------
 
     def plan(
@@ -1179,8 +1221,9 @@ class Scheduler:
         ready = self._ready[op] + (0 if inv.queued_on else 1)
         waits: dict[str, float] = {}
         out = []
+        closed = self._closed_backends(inv, exclude)
         for o in self._options_of(op):
-            if o.backend in exclude:
+            if o.backend in closed:
                 continue
             batch = o.call_batch
             run_s = o.s_per_unit() * inv.units * batch
@@ -1215,6 +1258,16 @@ class Scheduler:
                         )
                     )
         return out
+
+    def _closed_backends(
+        self, inv: Invocation, exclude: Collection[str]
+    ) -> Collection[str]:
+        """Backends `inv` must not be planned on now."""
+        if not inv.avoid and not self._unavailable_until and not exclude:
+            return ()
+        now = self.clock.now()
+        cooling = {b for b, t in self._unavailable_until.items() if t > now}
+        return set(exclude) | inv.avoid | cooling
 
     def _margin(self, op: str, option: Option, remaining: float) -> float:
         """Tail margin: the quantile of the slowest of the op's parallel invocations.

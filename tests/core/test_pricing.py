@@ -112,3 +112,18 @@ def test_pools_bill_instance_time_with_a_minimum():
     assert PriceCatalog.load().cost_usd("ecs-gpu", 0.25) == pytest.approx(
         0.25 * gpu.usd_per_slot_s
     )
+
+
+def test_config_cost_follows_its_memory_or_threads():
+    from llama_prefect.core.pipeline import Configuration
+
+    catalog = PriceCatalog.load()
+    lam = Configuration.of("lambda", {"memory_mb": 1024})
+    expected = catalog.memory_cost_usd("lambda", 2001, 1024)  # 2.0003 s -> 2001 ms
+    assert catalog.config_cost_usd(lam, 2.0003) == pytest.approx(expected)
+    cpu2 = Configuration.of("local-cpu", {"threads": 2})
+    assert catalog.config_cost_usd(cpu2, 3.0) == pytest.approx(
+        catalog.cost_usd("local-cpu", 3.0, slots=2)
+    )
+    with pytest.raises(ConfigurationError, match="usd_per_gb_s"):
+        catalog.memory_cost_usd("local-cpu", 1000, 1024)

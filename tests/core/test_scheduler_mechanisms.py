@@ -663,3 +663,32 @@ class TestGroupsAndStaticSplit:
         lam = PRICES.price(LAMBDA)
         expected = 3538 / 1024 * lam.usd_per_gb_s + lam.usd_per_invocation
         assert sched.invocations["d0"].plan.cost_usd == pytest.approx(expected)
+
+
+class TestRefusals:
+    """A backend that refuses an attempt (throttled, no capacity) hands it back."""
+
+    def test_a_refused_attempt_is_planned_again_elsewhere(self):
+        sched = _scheduler(objective="latency")
+        _ready(sched, "d1")
+        (first,) = sched.commit_ready()
+        assert first.plan.config == DETECT_GPU
+        inv = sched.release(first.id, error="no GPU capacity", avoid=(GPU,))
+        assert inv.state is State.READY and inv.failures == 0
+        assert sched.used_slots() == {CPU: 0, GPU: 0}
+        (second,) = sched.commit_ready()
+        assert (second.kind, second.plan.config) == ("replan", DETECT_CPU)
+
+    def test_a_cooling_backend_is_not_planned_until_its_time(self):
+        clock = SimClock()
+        sched = _scheduler(objective="latency", clock=clock)
+        sched.mark_unavailable(GPU, until_s=10.0)
+        assert sched.available_backends() == [CPU]
+        _ready(sched, "d1")
+        (attempt,) = sched.commit_ready()
+        assert attempt.plan.config == DETECT_CPU
+        clock.advance(10.0)
+        assert sched.available_backends() == [CPU, GPU]
+        _ready(sched, "d2")
+        (attempt,) = sched.commit_ready()
+        assert attempt.plan.config == DETECT_GPU
