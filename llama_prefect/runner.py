@@ -343,6 +343,11 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
                 return
         ok = state is not None and bool(state.is_completed())
         extra: dict[str, Any] = meter.as_record()
+        if ok and self.scheduler is not None:
+            with self._lock:
+                self.scheduler.store.observe_peak_mem(
+                    inv.op, inv.plan.config, meter.peak_memory_mb
+                )
         error = None
         if not ok:
             failure = _failure(error_of(state) if state is not None else None)

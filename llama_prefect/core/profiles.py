@@ -59,7 +59,8 @@ class ConfigProfile:
     Attributes:
         seed_s_per_unit: Latency per unit of work measured by exploration, in seconds.
         accuracy: Agreement with the reference configuration, in [0, 1].
-        peak_mem_mb: Peak resident memory growth seen while it ran, if measured.
+        peak_mem_mb: Largest peak memory in MB seen while it ran, if measured (online:
+            the decode worker's peak plus the frames the invocation held).
         fanout: Mean downstream invocations per input that exploration saw, if
             measured (a branch that did not fire counts 0).
         residual: EWMA of observed over drift-corrected seed latency.
@@ -241,6 +242,17 @@ class ProfileStore:
         err = math.log(max(ratio, 1e-9)) ** 2
         old = ops.log_var.get(backend, PRIOR_SPREAD**2)
         ops.log_var[backend] = (1 - SPREAD_WEIGHT) * old + SPREAD_WEIGHT * err
+
+    def observe_peak_mem(self, op: str, config: Configuration, peak_mb: float) -> None:
+        """Keeps the largest peak memory in MB seen for one configuration.
+
+        The largest, not an average: memory decides what a backend must offer (a
+        Lambda function's size), and an invocation that needs more than that fails.
+        A configuration that was never explored is left alone.
+        """
+        prof = self.ops.get(op, OpProfile()).configs.get(config.key)
+        if prof is not None and peak_mb > 0:
+            prof.peak_mem_mb = max(prof.peak_mem_mb or 0.0, peak_mb)
 
     def observe_units(self, op: str, units: float) -> None:
         """Moves the expected work units of `op` toward one observation."""

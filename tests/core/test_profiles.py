@@ -373,3 +373,16 @@ class TestPublishedFeedbackAndSpread:
         store.observe("detect", CPU_A, 1.0, 3.0)
         back = ProfileStore.load(store.save(tmp_path / "p.json"))
         assert back.spread("detect", "local-cpu") == store.spread("detect", "local-cpu")
+
+
+def test_peak_memory_keeps_the_largest_seen_per_configuration() -> None:
+    store = ProfileStore("p")
+    config = Configuration.of("local-cpu", {"k": 1})
+    store.seed("op", config, 0.01)
+
+    for peak_mb in (120.0, 310.5, 200.0, 0.0):
+        store.observe_peak_mem("op", config, peak_mb)
+    store.observe_peak_mem("op", Configuration.of("local-cpu", {"k": 2}), 999.0)
+
+    assert store.profile("op", config).peak_mem_mb == 310.5
+    assert store.configurations("op") == [config]

@@ -9,6 +9,7 @@ reason; the transient failure must be retried and pass, the deterministic ones n
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -24,6 +25,8 @@ pytestmark = [pytest.mark.prefect, pytest.mark.video]
 
 BROKEN = ["zero_byte.mp4", "not_a_video.mp4", "audio_only.mp4", "truncated.mp4"]
 GOOD = ["header_lies.avi", "vfr.mp4", "rotate_90.mp4", "corrupt_middle.mp4"]
+# A good clip under a name with spaces and non-ASCII letters, in a folder like it.
+AWKWARD_NAME = "vidéo 東京 nord 1.mp4"
 FAULTY = {"crash_me.mp4": "crash", "hang_me.mp4": "hang", "flaky.mp4": "oserrorx1"}
 # What ends each video: the error type of its split, or None when it is answered.
 SPLIT_ERRORS = {
@@ -74,9 +77,10 @@ def one_config_profiles(path: Path) -> Path:
 def report(
     corpus: Path, tmp_path_factory: pytest.TempPathFactory, prefect_server
 ) -> dict:
-    archive = tmp_path_factory.mktemp("bad archive")
+    archive = tmp_path_factory.mktemp("bad archive é")
     for name in BROKEN + GOOD:
         shutil.copy(corpus / name, archive / name)
+    shutil.copy(corpus / "cfr.mp4", archive / AWKWARD_NAME)
     for name in FAULTY:
         shutil.copy(corpus / "cfr.mp4", archive / name)
     work = tmp_path_factory.mktemp("run")
@@ -87,7 +91,6 @@ def report(
         runner = LlamaTaskRunner(
             PIPELINE,
             profile_path=one_config_profiles(work / "profiles.json"),
-            save_profiles=False,
         )
         return crossing.with_options(task_runner=runner)(
             videos=str(archive),
@@ -103,7 +106,19 @@ def entry(report: dict, name: str) -> dict:
 
 def test_every_video_of_the_archive_is_in_the_report(report: dict) -> None:
     names = {Path(v["video"]).name for v in report["videos"]}
-    assert names == set(BROKEN + GOOD + list(FAULTY))
+    assert names == set(BROKEN + GOOD + list(FAULTY) + [AWKWARD_NAME])
+
+
+def test_a_name_with_spaces_and_non_ascii_letters_works_end_to_end(
+    report: dict,
+) -> None:
+    video = entry(report, AWKWARD_NAME)
+    assert video["complete"] and video["answer"]["segments"] == 4
+    assert video["answer"]["video"] == video["video"]
+    saved = json.loads(Path(report["settings"]["report_path"]).read_text())
+    assert AWKWARD_NAME in {Path(v["video"]).name for v in saved["videos"]}
+    motion = [r for r in report["invocations"] if r["group"] == video["video"]]
+    assert {r["op"] for r in motion} >= {"split", "motion", "aggregate"}
 
 
 @pytest.mark.parametrize("name", sorted(SPLIT_ERRORS))
@@ -177,6 +192,20 @@ def test_the_run_counts_failures_and_the_verdict_lists_them(report: dict) -> Non
     assert "7 failed invocations" in markdown
     assert (
         "| crash_me.mp4 | split |  | no (deterministic) | DecoderCrashError" in markdown
+    )
+
+
+def test_the_profile_keeps_the_largest_peak_memory_seen(report: dict) -> None:
+    store = ProfileStore.load(Path(report["settings"]["profile_path"]))
+    motion = [
+        r["peak_memory_mb"]
+        for r in report["invocations"]
+        if r["op"] == "motion" and r["state"] == "done"
+    ]
+    (config,) = store.configurations("motion")
+
+    assert store.profile("motion", config).peak_mem_mb == pytest.approx(
+        max(motion), abs=0.1
     )
 
 
