@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llama_prefect import metering
 from llama_prefect.core.pipeline import (
     DEVICE_KNOB,
     THREADS_KNOB,
@@ -107,7 +108,8 @@ class Measurement:
         s_per_unit: Latency per unit of work, in seconds.
         cost_usd_per_unit: Dollars per unit of work on the configuration's backend.
         accuracy: Agreement with the reference configuration, in [0, 1].
-        peak_mem_mb: Peak growth of resident memory while it ran, in MB, if known.
+        peak_mem_mb: Peak growth of resident memory while it ran, in MB, if known,
+            plus the decode workers' peak (decoding runs in worker processes).
         fanout: Mean downstream invocations per input, if the probe measures it.
         trial_s: Wall seconds its inputs took.
         trial: Number of the Optuna trial that measured it.
@@ -282,7 +284,10 @@ def measure(
 
     def work() -> None:
         try:
-            box["value"] = _run_inputs(probe, knobs)
+            # Decoding runs in worker processes; their peak is measured there.
+            with metering.metered() as meter:
+                box["value"] = _run_inputs(probe, knobs)
+            box["decode_peak_mb"] = meter.decode_peak_rss_mb
         except BaseException as exc:  # handed to the caller's thread below
             box["error"] = exc
 
@@ -307,7 +312,9 @@ def measure(
         * config.slots
         * prices.price(config.backend).usd_per_slot_s,
         accuracy=_accuracy(probe, outputs, reference),
-        peak_mem_mb=rss.peak_mb,
+        peak_mem_mb=None
+        if rss.peak_mb is None
+        else rss.peak_mb + box.get("decode_peak_mb", 0.0),
         fanout=_fanout(probe, outputs),
         trial_s=elapsed_s,
         outputs=outputs,
