@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextvars
+import copy
+import functools
 import importlib
 import inspect
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,7 +45,7 @@ from llama_prefect.core.pipeline import Pipeline
 from llama_prefect.core.pricing import PriceCatalog
 from llama_prefect.core.profiles import ProfileStore
 from llama_prefect.core.scheduler import Attempt, Scheduler, Settings
-from llama_prefect.errors import ConfigurationError, is_deterministic
+from llama_prefect.errors import ConfigurationError, TransientError, is_deterministic
 from llama_prefect.retries import error_of
 from llama_prefect.settings import RunSettings
 
@@ -89,6 +92,11 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         feedback: Correct profiles with what each invocation took.
         late_commit: Decide again when a slot is free, not only at submit.
         save_profiles: Write corrected profiles back to `profile_path` at the end.
+        inject_failure_rate: Share of attempts made to fail once with a
+            `TransientError` (for fault benchmarks; the task's retries handle it).
+        inject_straggler_rate: Share of attempts made to run slower.
+        inject_straggler_factor: How many times its own time a straggler takes.
+        seed: Seed of the scheduler's injection draws.
     """
 
     def __init__(
@@ -104,6 +112,10 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         feedback: bool = True,
         late_commit: bool = True,
         save_profiles: bool = True,
+        inject_failure_rate: float = 0.0,
+        inject_straggler_rate: float = 0.0,
+        inject_straggler_factor: float = 5.0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self._args: dict[str, Any] = dict(
@@ -117,6 +129,10 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             feedback=feedback,
             late_commit=late_commit,
             save_profiles=save_profiles,
+            inject_failure_rate=inject_failure_rate,
+            inject_straggler_rate=inject_straggler_rate,
+            inject_straggler_factor=inject_straggler_factor,
+            seed=seed,
         )
         self.pipeline = resolve_pipeline(pipeline)
         self.profile_path = Path(
@@ -235,6 +251,10 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             # runner has one, a failed invocation fails its task run.
             duplication=False,
             retries=0,
+            inject_failure_rate=self._args["inject_failure_rate"],
+            inject_straggler_rate=self._args["inject_straggler_rate"],
+            inject_straggler_factor=self._args["inject_straggler_factor"],
+            seed=self._args["seed"],
         )
         logger.info(
             "llama runner: SLO %.1f s, objective %s, accuracy floor %.2f, backends %s",
@@ -325,10 +345,14 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         assert inv.plan is not None
         parameters = dict(pending.parameters)
         parameters.update(_knobs_for(pending.task, inv.plan.config.as_dict()))
+        task = pending.task
+        if inv.injected is not None:
+            factor = float(self._args["inject_straggler_factor"])
+            task = _injecting(task, inv.injected, factor)
         with metering.metered() as meter:
             try:
                 state = run_task_sync(
-                    task=pending.task,
+                    task=task,
                     task_run_id=pending.task_run_id,
                     parameters=parameters,
                     wait_for=pending.wait_for,
@@ -342,7 +366,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
                 self._dispatch()
                 return
         ok = state is not None and bool(state.is_completed())
-        extra: dict[str, Any] = meter.as_record()
+        extra: dict[str, Any] = {**meter.as_record(), "injected": inv.injected}
         if ok and self.scheduler is not None:
             with self._lock:
                 self.scheduler.store.observe_peak_mem(
@@ -495,6 +519,37 @@ def _knobs_for(task: Any, knobs: dict[str, Any]) -> dict[str, Any]:
     """The knob values the task's function accepts as parameters."""
     accepted = inspect.signature(task.fn).parameters
     return {k: v for k, v in knobs.items() if k in accepted}
+
+
+def _injecting(task: Any, kind: str, straggler_factor: float) -> Any:
+    """A copy of `task` whose body makes the scheduler's injected fault happen once.
+
+    ``failure``: the first try raises a `TransientError` before the body runs, so the
+    task's own retries (see `llama_prefect.retries`) try again. ``straggler``: the
+    first try sleeps after the body until it has taken `straggler_factor` times its
+    own time. Later tries run the body as it is.
+    """
+    body = task.fn
+    fired = threading.Event()
+
+    @functools.wraps(body)
+    def proxy(*args: Any, **kwargs: Any) -> Any:
+        first = not fired.is_set()
+        fired.set()
+        if first and kind == "failure":
+            raise TransientError(
+                f"injected failure of a {task.name} try (inject_failure_rate); the "
+                "task's retries try again"
+            )
+        start_s = time.monotonic()
+        result = body(*args, **kwargs)
+        if first and kind == "straggler":
+            time.sleep(max(0.0, straggler_factor - 1) * (time.monotonic() - start_s))
+        return result
+
+    injected = copy.copy(task)
+    injected.fn = proxy
+    return injected
 
 
 def _failure(error: BaseException | None) -> dict[str, Any]:
