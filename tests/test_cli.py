@@ -105,3 +105,30 @@ def test_an_unwritable_report_path_fails_before_any_work(tmp_path, capsys):
     assert code == 2
     assert "--report" in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()
+
+
+def test_profile_refuses_a_floor_outside_zero_to_one_before_any_work(tmp_path, capsys):
+    (tmp_path / "v.mp4").write_bytes(b"not read: the floor fails first")
+    profiles = tmp_path / "p.json"
+    code = main(
+        [
+            "profile",
+            "crossing",
+            "--videos",
+            str(tmp_path),
+            "--profiles",
+            str(profiles),
+            "--accuracy-floor",
+            "1.5",
+        ]
+    )
+    assert code == 2
+    assert "--accuracy-floor must be in [0, 1]" in capsys.readouterr().err
+    assert not profiles.exists()
+
+
+def test_profile_help_names_reuse_and_the_time_bound(capsys):
+    with pytest.raises(SystemExit):
+        main(["profile", "--help"])
+    out = capsys.readouterr().out
+    assert "--reexplore" in out and "--trial-timeout-s" in out

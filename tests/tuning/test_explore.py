@@ -310,3 +310,21 @@ class TestExplore:
             assert prof.seed_s_per_unit == m.s_per_unit
             assert prof.fanout == m.fanout
         assert result.store.units_per_invocation("toy") == 10.0
+
+
+class TestHypervolume:
+    def test_two_points_by_hand(self):
+        from llama_prefect.tuning.hypervolume import hypervolume_2d
+
+        # (1, 3) and (2, 1) under reference (4, 4): 3 * 1 + 2 * 2 = 7
+        assert hypervolume_2d([(2, 1), (1, 3)], (4, 4)) == pytest.approx(7.0)
+        # a dominated point and one past the reference add nothing
+        assert hypervolume_2d([(2, 1), (1, 3), (3, 3), (5, 0)], (4, 4)) == 7.0
+
+    def test_normalized_grid_front_beats_any_subset(self):
+        from llama_prefect.tuning.hypervolume import normalized_hypervolume
+
+        grid = [(1.0, 10.0), (2.0, 5.0), (4.0, 2.0), (8.0, 1.0), (6.0, 6.0)]
+        whole = normalized_hypervolume(grid, grid)
+        assert normalized_hypervolume(grid[:2], grid) < whole
+        assert normalized_hypervolume([(8.0, 10.0)], grid) == pytest.approx(0.01)
