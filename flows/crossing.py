@@ -820,13 +820,14 @@ def _explore_archive(
 ) -> Any:
     from llama_prefect.tuning.explore import explore
 
-    from llama_prefect.backends.local import local_gpu
+    from llama_prefect.backends.local import local_cpu, local_gpu
 
-    backends = [LOCAL_CPU] + ([LOCAL_GPU] if local_gpu().available() else [])
+    pools = {b.name: b.capacity for b in (local_cpu(), local_gpu()) if b.available()}
     return explore(
         PIPELINE,
         exploration_probes(work, videos),
-        backends=backends,
+        backends=list(pools),
+        slots=pools,
         n_trials=n_trials,
         timeout_s=timeout_s,
         accuracy_floor=accuracy_floor,

@@ -261,6 +261,7 @@ def measure(
     *,
     reference_outputs: Sequence[Any] | None = None,
     timeout_s: float = TRIAL_TIMEOUT_S,
+    copies: int = 1,
 ) -> Measurement:
     """Runs `probe` with one configuration, within a time bound, and measures it.
 
@@ -273,36 +274,22 @@ def measure(
             themselves, which checks that the accuracy function gives 1 to equal
             outputs).
         timeout_s: Seconds all inputs together may take.
+        copies: Copies of the work run side by side, each in its own thread; the
+            latency is their mean. The runner keeps every slot of a backend busy, so
+            a trial measured with the backend's slots full of copies meets the same
+            contention for cores, memory bandwidth and the interpreter lock.
 
     Raises:
         TrialTimeout: The inputs took longer than `timeout_s`. The body cannot be
             interrupted: its thread runs on in the background to its end.
         Exception: Whatever the body raised.
     """
-    knobs = config.as_dict()
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            # Decoding runs in worker processes; their peak is measured there.
-            with metering.metered() as meter:
-                box["value"] = _run_inputs(probe, knobs)
-            box["decode_peak_mb"] = meter.decode_peak_rss_mb
-        except BaseException as exc:  # handed to the caller's thread below
-            box["error"] = exc
-
-    worker = threading.Thread(target=work, name=f"trial {config.key}", daemon=True)
     with _PeakRss() as rss:
-        worker.start()
-        worker.join(timeout_s)
-    if worker.is_alive():
-        raise TrialTimeout(
-            f"{config.key} ran past its time bound of {timeout_s:g} s; raise "
-            "--trial-timeout-s or give the op shorter sample inputs"
-        )
-    if "error" in box:
-        raise box["error"]
-    outputs, units, elapsed_s = box["value"]
+        runs = _run_copies(probe, config, max(1, copies), timeout_s)
+    outputs, units, _, _ = runs[0]
+    elapsed_s = sum(run[2] for run in runs) / len(runs)
+    # Each copy decodes in its own worker process at the same time.
+    decode_peak_mb = sum(run[3] for run in runs)
     s_per_unit = elapsed_s / max(units, 1e-9)
     reference = outputs if reference_outputs is None else reference_outputs
     return Measurement(
@@ -312,13 +299,52 @@ def measure(
         * config.slots
         * prices.price(config.backend).usd_per_slot_s,
         accuracy=_accuracy(probe, outputs, reference),
-        peak_mem_mb=None
-        if rss.peak_mb is None
-        else rss.peak_mb + box.get("decode_peak_mb", 0.0),
+        peak_mem_mb=None if rss.peak_mb is None else rss.peak_mb + decode_peak_mb,
         fanout=_fanout(probe, outputs),
         trial_s=elapsed_s,
         outputs=outputs,
     )
+
+
+def _run_copies(
+    probe: OpProbe, config: Configuration, copies: int, timeout_s: float
+) -> list[tuple[list[Any], float, float, float]]:
+    """Runs `copies` of the inputs side by side; waits for all until one deadline.
+
+    Returns:
+        Per copy: outputs, work units, seconds, and the decode workers' peak memory
+        in MB (decoding runs in worker processes; their peak is measured there).
+    """
+    knobs = config.as_dict()
+    boxes: list[dict[str, Any]] = [{} for _ in range(copies)]
+
+    def work(box: dict[str, Any]) -> None:
+        try:
+            with metering.metered() as meter:
+                outputs, units, seconds = _run_inputs(probe, knobs)
+            box["value"] = (outputs, units, seconds, meter.decode_peak_rss_mb)
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+
+    workers = [
+        threading.Thread(target=work, args=(box,), name=f"trial {config.key}")
+        for box in boxes
+    ]
+    deadline = time.monotonic() + timeout_s
+    for worker in workers:
+        worker.daemon = True
+        worker.start()
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    if any(worker.is_alive() for worker in workers):
+        raise TrialTimeout(
+            f"{config.key} ran past its time bound of {timeout_s:g} s; raise "
+            "--trial-timeout-s or give the op shorter sample inputs"
+        )
+    for box in boxes:
+        if "error" in box:
+            raise box["error"]
+    return [box["value"] for box in boxes]
 
 
 def _run_inputs(
@@ -411,8 +437,10 @@ class _OpSearch:
         timeout_s: float,
         measure_fn: Callable[..., Measurement],
         on_trial: Callable[[], None],
+        slots: int = 1,
     ) -> None:
         self.spec, self.probe, self.backend = spec, probe, backend
+        self.slots = slots
         self.prices, self.study = prices, study
         self.floor, self.timeout_s = accuracy_floor, timeout_s
         self.measure_fn, self.on_trial = measure_fn, on_trial
@@ -503,6 +531,7 @@ class _OpSearch:
                 self.prices,
                 reference_outputs=reference,
                 timeout_s=self.timeout_s,
+                copies=self._copies(config),
             )
         finally:
             self._charge(config, time.perf_counter() - start)
@@ -523,7 +552,11 @@ class _OpSearch:
         start = time.perf_counter()
         try:
             again = self.measure_fn(
-                self.probe, self.reference, self.prices, timeout_s=self.timeout_s
+                self.probe,
+                self.reference,
+                self.prices,
+                timeout_s=self.timeout_s,
+                copies=self._copies(self.reference),
             )
         except Exception as exc:
             logger.warning("op %s: reference failed on re-run: %s", self.spec.name, exc)
@@ -533,10 +566,15 @@ class _OpSearch:
         self._ref_outputs = again.outputs
         return self._ref_outputs
 
+    def _copies(self, config: Configuration) -> int:
+        """Copies of a trial that fill the backend's slots, as a run would."""
+        return max(1, self.slots // config.slots)
+
     def _charge(self, config: Configuration, seconds: float) -> None:
-        """Adds the slots `config` held for `seconds` to the op's profiling cost."""
+        """Adds the slots the trial's copies held for `seconds` to the cost."""
         price = self.prices.price(config.backend).usd_per_slot_s
-        self.cost_usd += seconds * config.slots * price
+        held = config.slots * self._copies(config)
+        self.cost_usd += seconds * held * price
         self.charged_s += seconds
 
     def _fail(self, trial: Any, config: Configuration, exc: Exception) -> None:
@@ -600,6 +638,7 @@ def explore_op(
     seed: int = 0,
     on_trial: Callable[[], None] | None = None,
     measure_fn: Callable[..., Measurement] = measure,
+    slots: int = 1,
 ) -> OpExploration:
     """Explores one op on one backend with a constrained two-objective study.
 
@@ -616,6 +655,8 @@ def explore_op(
         on_trial: Called after every trial measured.
         measure_fn: What measures one configuration (`measure`; benchmarks replay
             recorded measurements through it).
+        slots: Slots of the backend; each trial runs as many copies side by side
+            as fit in them (see `measure`).
     """
     if not 0.0 <= accuracy_floor <= 1.0:
         raise ConfigurationError(
@@ -633,6 +674,7 @@ def explore_op(
         timeout_s=timeout_s,
         measure_fn=measure_fn,
         on_trial=on_trial or (lambda: None),
+        slots=slots,
     )
     search._rng.seed(seed)
     grid = spec.configurations([backend])
@@ -841,6 +883,7 @@ def explore(
     journal_path: str | Path | None = None,
     progress: bool = True,
     seed: int = 0,
+    slots: Mapping[str, int] | None = None,
 ) -> ExplorationResult:
     """Explores every probed op on every backend it may use and seeds a store.
 
@@ -855,6 +898,8 @@ def explore(
         journal_path: Optuna journal file keeping every trial (none: in memory).
         progress: Show a progress bar.
         seed: Seed of the samplers.
+        slots: Slots of each backend, so trials meet the contention of a full pool
+            (default: one, every trial alone).
     """
     prices = prices or PriceCatalog.load()
     storage = journal_storage(journal_path)
@@ -882,6 +927,7 @@ def explore(
                 storage=storage,
                 seed=seed,
                 on_trial=lambda: advance(None, 1),
+                slots=(slots or {}).get(backend, 1),
             )
             advance(None, record.resumed)
             records.append(record)
@@ -897,6 +943,7 @@ def explore(
         "n_trials": n_trials,
         "accuracy_floor": accuracy_floor,
         "trial_timeout_s": timeout_s,
+        "slots": dict(slots or {}),
         "journal": str(journal_path) if journal_path else None,
         "prices_version": prices.version,
         "ops": {f"{r.op}@{r.backend}": r.summary() for r in records},

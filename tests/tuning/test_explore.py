@@ -328,3 +328,19 @@ class TestHypervolume:
         whole = normalized_hypervolume(grid, grid)
         assert normalized_hypervolume(grid[:2], grid) < whole
         assert normalized_hypervolume([(8.0, 10.0)], grid) == pytest.approx(0.01)
+
+
+class TestCopies:
+    def test_copies_run_side_by_side_and_fill_the_slots(self):
+        toy = Toy()
+        config = Configuration.of(CPU, {"a": 1, "b": 1, "threads": 1})
+        found = measure(toy.probe(), config, PRICES, copies=3)
+        assert len(toy.calls) == 3 * 2 and found.accuracy == 1.0
+
+    def test_a_two_thread_trial_runs_once_on_two_slots(self):
+        toy = Toy()
+        record = _explore(toy, n_trials=12, slots=2)
+        ones = [c for c in toy.calls if c["threads"] == 1]
+        twos = [c for c in toy.calls if c["threads"] == 2]
+        assert len(ones) == 6 * 2 * 2 and len(twos) == 6 * 2
+        assert record.cost_usd > 0
