@@ -72,9 +72,20 @@ def _segment_frames(parameters: Mapping[str, Any]) -> float:
 
 
 def _segment_megapixels(parameters: Mapping[str, Any]) -> float:
-    """Work of a per-segment op: its frames' native pixels, in millions."""
+    """Work of a detector over a segment: its frames' native pixels, in millions."""
     seg = parameters["segment"]
     return seg.num_frames * seg.width_px * seg.height_px / 1e6
+
+
+def _decoded_megapixels(parameters: Mapping[str, Any]) -> float:
+    """Work of decoding a segment: the frames from its anchor keyframe on, in Mpx.
+
+    A decoder seeks to the keyframe at or before the segment's first frame and decodes
+    from there, so a segment far from its keyframe costs more than its own frames.
+    """
+    seg = parameters["segment"]
+    frames = seg.end_frame - getattr(seg, "anchor_frame", seg.start_frame)
+    return frames * seg.width_px * seg.height_px / 1e6
 
 
 def _segment_video(parameters: Mapping[str, Any]) -> str:
@@ -103,7 +114,7 @@ def build_pipeline() -> Pipeline:
             backends=(LOCAL_CPU, LOCAL_GPU),
             device_by_backend=DEVICES,
             reference={"sample_every": 1, "width_px": 320},
-            units_of=_segment_megapixels,
+            units_of=_decoded_megapixels,
             group_of=_segment_video,
         )
     )
@@ -716,7 +727,7 @@ def exploration_probes(work: SampleWork, videos: Sequence[str]) -> dict[str, Any
         "motion": OpProbe(
             motion.fn,
             spread,
-            _segment_megapixels,
+            _decoded_megapixels,
             _motion_agreement,
             fanout=lambda out: 1.0 if out.moving else 0.0,
         ),
