@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[video,test]'
+	$(BIN)/pip install -q -e '.[video,aws,test]'
 	# facenet-pytorch pins an old torch; its code runs on the torch installed above.
 	$(BIN)/pip install -q --no-deps 'facenet-pytorch==2.6.0'
 	touch $(STAMP)

@@ -67,6 +67,60 @@ class TransientError(LlamaError, RuntimeError):
     """
 
 
+class StorageError(LlamaError, OSError):
+    """An object store (S3) refused a read, write or listing."""
+
+
+class RemoteError(LlamaError, RuntimeError):
+    """An op body failed on a remote backend (Lambda, a work pool).
+
+    Attributes:
+        error_type: The name of the exception raised on the remote side.
+        deterministic: True when the same input would fail the same way again (a
+            `VideoError` there, for instance), so it is not worth running elsewhere.
+    """
+
+    def __init__(
+        self, message: str, *, error_type: str = "", deterministic: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.deterministic = deterministic
+
+
+class ReplanError(BackendUnavailableError):
+    """A backend could not take or finish an invocation; plan it again elsewhere.
+
+    Raised for throttling, timeouts, a duration limit that the invocation would pass,
+    and placement failures (no GPU capacity). Nothing of the op ran to completion, so
+    running it on another backend loses and duplicates nothing.
+
+    Attributes:
+        backend: The backend that refused.
+        whole_backend: True when the backend as a whole is unavailable for a while
+            (throttling, no capacity); False when only this invocation cannot run
+            there (it would pass the backend's time limit).
+        cooldown_s: Seconds the backend should not be planned on, when
+            `whole_backend` is True.
+        cost_usd: What the failed attempt was billed (a timed-out function is).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str,
+        whole_backend: bool = True,
+        cooldown_s: float = 30.0,
+        cost_usd: float = 0.0,
+    ) -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.whole_backend = whole_backend
+        self.cooldown_s = cooldown_s
+        self.cost_usd = cost_usd
+
+
 _DETERMINISTIC: tuple[type[BaseException], ...] = (
     ConfigurationError,
     ProfileError,
@@ -88,4 +142,6 @@ def is_deterministic(error: BaseException) -> bool:
     """
     if isinstance(error, TransientError):
         return False
+    if isinstance(error, RemoteError):  # the remote side said which it was
+        return error.deterministic
     return isinstance(error, _DETERMINISTIC)

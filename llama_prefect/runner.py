@@ -13,16 +13,18 @@ Run settings come from the flow run's parameters when it has them (``slo_s``,
 ``objective``, ``accuracy_floor``), else from the constructor, so a deployment can set
 them per run. The deadline is the moment the runner starts plus ``slo_s``.
 
-Note:
-    Only local backends run invocations so far; remote backends are not built yet.
+Remote backends (`RemoteBackend`: Lambda, a GPU work pool) are given with
+``backends=``. Their invocations still run through the local task engine; the engine
+calls a proxy body (`llama_prefect.proxy`) that sends the op body, its arguments and
+its configuration to the backend. When the backend throttles, times out or has no
+capacity, the proxy hands the invocation back to the scheduler, which plans it again,
+on another backend where the plan says so, inside the same task run.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextvars
-import copy
-import functools
 import importlib
 import inspect
 import logging
@@ -30,7 +32,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +41,20 @@ from prefect.task_runners import TaskRunner
 from prefect.utilities.collections import visit_collection
 
 from llama_prefect import metering
+from llama_prefect.backends.base import Backend, RemoteBackend
 from llama_prefect.backends.local import local_cpu, local_gpu
 from llama_prefect.core.clock import RealClock
 from llama_prefect.core.pipeline import Pipeline
 from llama_prefect.core.pricing import PriceCatalog
 from llama_prefect.core.profiles import ProfileStore
 from llama_prefect.core.scheduler import Attempt, Scheduler, Settings
-from llama_prefect.errors import ConfigurationError, TransientError, is_deterministic
+from llama_prefect.errors import (
+    ConfigurationError,
+    ReplanError,
+    TransientError,
+    is_deterministic,
+)
+from llama_prefect.proxy import ReplanningBody, proxy_task
 from llama_prefect.retries import error_of
 from llama_prefect.settings import RunSettings
 
@@ -97,6 +106,9 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         inject_straggler_rate: Share of attempts made to run slower.
         inject_straggler_factor: How many times its own time a straggler takes.
         seed: Seed of the scheduler's injection draws.
+        backends: More backends for this run, such as `LambdaBackend` or a GPU
+            `WorkPoolBackend`; ops use them where the pipeline allows and the
+            profiles know configurations on them.
     """
 
     def __init__(
@@ -116,6 +128,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         inject_straggler_rate: float = 0.0,
         inject_straggler_factor: float = 5.0,
         seed: int = 0,
+        backends: Sequence[Backend] = (),
     ) -> None:
         super().__init__()
         self._args: dict[str, Any] = dict(
@@ -133,6 +146,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             inject_straggler_rate=inject_straggler_rate,
             inject_straggler_factor=inject_straggler_factor,
             seed=seed,
+            backends=tuple(backends),
         )
         self.pipeline = resolve_pipeline(pipeline)
         self.profile_path = Path(
@@ -150,6 +164,10 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         self._clock = RealClock()
         self._dispatch_timer: threading.Timer | None = None
         self._idle = threading.Condition(self._lock)
+        self._remote: dict[str, RemoteBackend] = {}
+        self._recommitted: dict[str, threading.Event] = {}
+        self._bodies: dict[str, ReplanningBody] = {}
+        self._current: dict[str, Attempt] = {}
 
     def duplicate(self) -> LlamaTaskRunner:
         """A new runner with the same configuration (Prefect makes one per flow run)."""
@@ -163,7 +181,13 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             local_cpu(self._args["cpu_slots"]),
             local_gpu(self._args["gpu_slots"]),
         )
-        self._backends = {b.name: b.slots() for b in (cpu, gpu) if b.available()}
+        extra = list(self._args["backends"])
+        self._backends = {
+            b.name: b.slots() for b in (cpu, gpu, *extra) if b.available()
+        }
+        self._remote = {
+            b.name: b for b in extra if isinstance(b, RemoteBackend) and b.available()
+        }
         workers = sum(b.capacity for b in self._backends.values()) + 2
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="llama"
@@ -334,10 +358,16 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             if self.scheduler is None or self._executor is None:
                 return
             committed = self.scheduler.commit_ready()
-            for inv in committed:
-                pending = self._pending[inv.id]
-                self._log_decision(inv, pending)
-                self._executor.submit(pending.context.run, self._run, inv, pending)
+            for attempt in committed:
+                inv_id = attempt.invocation.id
+                pending = self._pending[inv_id]
+                self._log_decision(attempt, pending)
+                self._current[inv_id] = attempt
+                waiting = self._recommitted.pop(inv_id, None)
+                if waiting is not None:  # a re-planned invocation: its body goes on
+                    waiting.set()
+                    continue
+                self._executor.submit(pending.context.run, self._run, attempt, pending)
 
     def _run(self, inv: Attempt, pending: _Pending) -> None:
         from prefect.task_engine import run_task_sync
@@ -349,6 +379,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         if inv.injected is not None:
             factor = float(self._args["inject_straggler_factor"])
             task = _injecting(task, inv.injected, factor)
+        task = self._engine_task(inv, pending, task)
         with metering.metered() as meter:
             try:
                 state = run_task_sync(
@@ -382,6 +413,52 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         pending.outer.set_result(state)
         self._dispatch()
 
+    # -- remote backends ---------------------------------------------------------------
+
+    def _engine_task(self, first: Attempt, pending: _Pending, task: Any) -> Any:
+        """The task the engine runs: a proxy of `task` when there are remote backends.
+
+        `task` is the submitted task, or its fault-injecting copy; a remote backend
+        runs the op body itself, so injected faults happen on local backends only.
+        """
+        if not self._remote:
+            return task
+        inv_id = first.invocation.id
+        body = ReplanningBody(
+            task=task,
+            op=first.op,
+            invocation_id=inv_id,
+            remote=self._remote,
+            current=lambda: self._current_plan(inv_id),
+            replan=lambda exc: self._replan(inv_id, exc),
+            knobs_for=lambda config: _knobs_for(pending.task, config.as_dict()),
+        )
+        self._bodies[inv_id] = body
+        return proxy_task(task, body)
+
+    def _current_plan(self, inv_id: str) -> tuple[Any, float]:
+        with self._lock:
+            plan = self._current[inv_id].plan
+            return plan.config, plan.predicted_s
+
+    def _replan(self, inv_id: str, exc: ReplanError) -> None:
+        """Hands the attempt back to the scheduler; waits for the invocation's next."""
+        recommitted = threading.Event()
+        with self._lock:
+            assert self.scheduler is not None
+            if exc.whole_backend:
+                until_s = self._clock.now() + exc.cooldown_s
+                self.scheduler.mark_unavailable(exc.backend, until_s)
+                timer = threading.Timer(exc.cooldown_s, self._dispatch)
+                timer.daemon = True
+                timer.start()
+            avoid = () if exc.whole_backend else (exc.backend,)
+            attempt = self._current[inv_id]
+            self._recommitted[inv_id] = recommitted
+            self.scheduler.release(attempt.id, error=str(exc), avoid=avoid)
+        self._dispatch()
+        recommitted.wait()
+
     def _run_untuned(self, pending: _Pending) -> None:
         from prefect.task_engine import run_task_sync
 
@@ -408,9 +485,15 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
     ) -> None:
         with self._lock:
             assert self.scheduler is not None
-            self.scheduler.finish(inv.id, ok=ok, error=error)
-            self._records.append({**self._record(inv), **(extra or {})})
-            self._pending.pop(inv.id, None)
+            inv_id = inv.invocation.id
+            attempt = self._current.pop(inv_id, inv)  # the last, after re-plans
+            self.scheduler.finish(attempt.id, ok=ok, error=error)
+            record = {**self._record(attempt), **(extra or {})}
+            body = self._bodies.pop(inv_id, None)
+            if body is not None:
+                record.update(_remote_fields(attempt, body), task_run_id=inv_id)
+            self._records.append(record)
+            self._pending.pop(inv_id, None)
             self._idle.notify_all()
 
     # -- records and logs --------------------------------------------------------------
@@ -532,8 +615,7 @@ def _injecting(task: Any, kind: str, straggler_factor: float) -> Any:
     body = task.fn
     fired = threading.Event()
 
-    @functools.wraps(body)
-    def proxy(*args: Any, **kwargs: Any) -> Any:
+    def injected(**kwargs: Any) -> Any:
         first = not fired.is_set()
         fired.set()
         if first and kind == "failure":
@@ -542,14 +624,12 @@ def _injecting(task: Any, kind: str, straggler_factor: float) -> Any:
                 "task's retries try again"
             )
         start_s = time.monotonic()
-        result = body(*args, **kwargs)
+        result = body(**kwargs)
         if first and kind == "straggler":
             time.sleep(max(0.0, straggler_factor - 1) * (time.monotonic() - start_s))
         return result
 
-    injected = copy.copy(task)
-    injected.fn = proxy
-    return injected
+    return proxy_task(task, injected)
 
 
 def _failure(error: BaseException | None) -> dict[str, Any]:
@@ -560,6 +640,28 @@ def _failure(error: BaseException | None) -> dict[str, Any]:
         "error": f"{type(error).__name__}: {error}",
         "error_type": type(error).__name__,
         "deterministic": is_deterministic(error),
+    }
+
+
+def _remote_fields(attempt: Attempt, body: ReplanningBody) -> dict[str, Any]:
+    """Plan-record fields of an invocation that ran through a proxy body.
+
+    A remote backend's billed cost replaces the scheduler's estimate from the price
+    file, and what refused attempts were billed (a timed-out function) is added.
+    """
+    if body.cost_usd is not None:
+        attempt.cost_usd = body.cost_usd
+    failed_usd = body.failed_cost_usd()
+    if attempt.cost_usd is not None:
+        attempt.cost_usd += failed_usd
+        attempt.invocation.cost_usd = attempt.cost_usd
+    return {
+        "cost_usd": attempt.cost_usd,
+        "backend_details": body.details,
+        "replans": [
+            {"backend": a.backend, "error": a.error, "cost_usd": a.cost_usd}
+            for a in body.attempts
+        ],
     }
 
 

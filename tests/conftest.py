@@ -16,3 +16,7 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# The moto server fixtures serve every AWS test (see tests/aws_moto.py).
+from aws_moto import moto, moto_url  # noqa: E402, F401

@@ -107,7 +107,7 @@ def price_candidates(
             continue
         run_s = store.predict_s_per_unit(op, config) * units
         predicted_s = run_s + delays.get(config.backend, 0.0)
-        cost_usd = prices.cost_usd(config.backend, run_s, config.slots)
+        cost_usd = prices.config_cost_usd(config, run_s)
         accuracy = store.profile(op, config).accuracy
         out.append(Candidate(config, predicted_s, cost_usd, accuracy, run_s))
     return out

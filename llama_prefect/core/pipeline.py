@@ -105,6 +105,8 @@ class OpSpec:
             other configuration is measured against it. Defaults to the first values.
         device_by_backend: Value of the ``device`` knob on each backend, when the op
             has one; the backend decides it, so it is not searched.
+        backend_knobs: Knobs that exist on one backend only, such as a Lambda
+            function's ``memory_mb``; searched on that backend alongside `knobs`.
         units_of: Work units of one invocation from its resolved task parameters.
         group_of: The source item (video) an invocation belongs to, from its
             parameters; invocations of one group share a fan-out.
@@ -120,6 +122,7 @@ class OpSpec:
     gather: bool = False
     reference: Mapping[str, KnobValue] | None = None
     device_by_backend: Mapping[str, str] = field(default_factory=dict)
+    backend_knobs: Mapping[str, KnobSpace] = field(default_factory=dict)
     units_of: Callable[[Mapping[str, Any]], float] | None = None
     group_of: Callable[[Mapping[str, Any]], str] | None = None
     batch_fn: Callable[[list[dict[str, Any]]], list[Any]] | None = None
@@ -142,12 +145,13 @@ class OpSpec:
         The ``device`` knob is not searched: each backend fixes it.
         """
         chosen = self.backends if backends is None else tuple(backends)
-        searched = {k: v for k, v in self.knobs.items() if k != DEVICE_KNOB}
-        names = sorted(searched)
+        common = {k: v for k, v in self.knobs.items() if k != DEVICE_KNOB}
         configs = []
         for backend in chosen:
             if backend not in self.backends:
                 continue
+            searched = {**common, **self.backend_knobs.get(backend, {})}
+            names = sorted(searched)
             for values in itertools.product(*(searched[n] for n in names)):
                 knobs: dict[str, KnobValue] = dict(zip(names, values, strict=True))
                 if DEVICE_KNOB in self.knobs:
@@ -158,6 +162,7 @@ class OpSpec:
     def reference_configuration(self, backend: str) -> Configuration:
         """The reference configuration on `backend`."""
         knobs = {k: v[0] for k, v in self.knobs.items()}
+        knobs.update({k: v[0] for k, v in self.backend_knobs.get(backend, {}).items()})
         knobs.update(self.reference or {})
         if DEVICE_KNOB in self.knobs:
             knobs[DEVICE_KNOB] = self.device_by_backend.get(backend, "cpu")

@@ -126,6 +126,7 @@ def read_frames(
             error that may pass.
     """
     _check_knobs(decoder, sample_every, width_px)
+    segment = _local(segment)
     wanted = _sampled(segment, sample_every)
     _check_size(segment, len(wanted), width_px)
     if not wanted or not isolation.isolated():
@@ -183,6 +184,10 @@ def read_batch(
         VideoError, TransientError: As for `read_frames`.
     """
     wanted = _checked_batch(info, indices, decoder, width_px)
+    if info.path.startswith("s3://"):
+        from llama_prefect.s3 import local_path
+
+        info = info.model_copy(update={"path": local_path(info.path)})
     if not wanted or not isolation.isolated():
         return read_batch_here(info, wanted, decoder=decoder, width_px=width_px)
     segment = segment_of(info, 0, wanted[0], wanted[-1] + 1)
@@ -211,6 +216,15 @@ def read_batch_here(
         return Frames(indices=[], array=np.empty((0, height, width, 3), np.uint8))
     segment = segment_of(info, 0, wanted[0], wanted[-1] + 1)
     return _read_wanted(segment, wanted, _BATCH_READERS[decoder], decoder, width_px)
+
+
+def _local(segment: Segment) -> Segment:
+    """The segment with its video as a local file (an S3 video is fetched once)."""
+    if not segment.video.startswith("s3://"):
+        return segment
+    from llama_prefect.s3 import local_path
+
+    return segment.model_copy(update={"video": local_path(segment.video)})
 
 
 def resized_shape(

@@ -145,7 +145,8 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
     first frame is decoded to learn the display rotation.
 
     Args:
-        path: Path of the video file.
+        path: Path of the video file, or an ``s3://`` URI (downloaded into the local
+            cache by `llama_prefect.s3.local_path`; the info keeps the URI).
 
     Returns:
         The stream's frame rate, trusted frame count, upright size, codec, rotation
@@ -157,6 +158,11 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
             `DecodeTimeoutError` when the demuxer crashed or hung on it.
         TransientError: The decode worker was lost for another reason.
     """
+    named = os.fspath(path)
+    if named.startswith("s3://"):  # an S3 video is fetched once, named by its URI
+        from llama_prefect.s3 import local_path
+
+        return probe(local_path(named)).model_copy(update={"path": named})
     file = Path(path)
     _check_file(file)
     if not isolation.isolated():
