@@ -49,6 +49,8 @@ from prefect import flow, task
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 
+from llama_prefect.backends.aws_lambda import LAMBDA, MEMORY_SIZES_MB
+from llama_prefect.backends.ecs import ECS_GPU, GPU_POOL
 from llama_prefect.backends.local import LOCAL_CPU, LOCAL_GPU
 from llama_prefect.core.pipeline import OpSpec, Pipeline
 from llama_prefect.core.profiles import ProfileStore
@@ -63,7 +65,13 @@ from llama_prefect.video.segments import split as split_video
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v")
-DEVICES = {LOCAL_CPU: "cpu", LOCAL_GPU: "cuda"}
+DEVICES = {LOCAL_CPU: "cpu", LOCAL_GPU: "cuda", ECS_GPU: "cuda", GPU_POOL: "cuda"}
+#: Backends of the torch ops, and of the CPU-only people detector. The cloud ones
+#: take part only in runs that configure them (`llama_prefect.backends.cloud`).
+TORCH_BACKENDS = (LOCAL_CPU, LOCAL_GPU, LAMBDA, ECS_GPU, GPU_POOL)
+CPU_BACKENDS = (LOCAL_CPU, LAMBDA)
+#: Lambda's memory size is a knob of every op that may run there.
+CLOUD_KNOBS = {LAMBDA: {"memory_mb": MEMORY_SIZES_MB}}
 DECODERS = ("pyav", "decord", "opencv")
 
 
@@ -111,7 +119,8 @@ def build_pipeline() -> Pipeline:
                 "width_px": (320, 160),
                 "device": ("cpu",),
             },
-            backends=(LOCAL_CPU, LOCAL_GPU),
+            backends=TORCH_BACKENDS,
+            backend_knobs=CLOUD_KNOBS,
             device_by_backend=DEVICES,
             reference={"sample_every": 1, "width_px": 320},
             units_of=_decoded_megapixels,
@@ -128,6 +137,8 @@ def build_pipeline() -> Pipeline:
                 "win_stride_px": (8, 16),
                 "threads": (1, 2),
             },
+            backends=CPU_BACKENDS,
+            backend_knobs=CLOUD_KNOBS,
             # HOG finds people at least 128 px tall: below the native 768 px of the
             # street footage it misses about half of them.
             reference={"sample_every": 2, "width_px": 768, "win_stride_px": 8},
@@ -146,7 +157,8 @@ def build_pipeline() -> Pipeline:
                 "threads": (1, 2),
                 "device": ("cpu",),
             },
-            backends=(LOCAL_CPU, LOCAL_GPU),
+            backends=TORCH_BACKENDS,
+            backend_knobs=CLOUD_KNOBS,
             device_by_backend=DEVICES,
             reference={"sample_every": 5, "width_px": 640, "model": "mtcnn"},
             units_of=_segment_megapixels,
@@ -307,9 +319,12 @@ def aggregate(
 
 
 def list_videos(source: str | Path) -> list[str]:
-    """The video files of a folder (sorted), or the one file named."""
+    """The video files of a folder or an S3 prefix (sorted), or the one file named."""
+    from llama_prefect import s3
     from llama_prefect.errors import ConfigurationError
 
+    if s3.is_s3_uri(source):
+        return s3.list_videos(str(source))
     path = Path(source)
     if path.is_file():
         return [str(path)]
@@ -513,7 +528,8 @@ def crossing(
     Returns:
         The run report.
     """
-    from llama_prefect.report import build_report, publish_artifacts, write_report
+    from llama_prefect.report import build_report, publish_artifacts
+    from llama_prefect.s3 import write_report
 
     RunSettings.check(slo_s=slo_s, objective=objective, accuracy_floor=accuracy_floor)
     paths = list_videos(videos)
@@ -814,6 +830,7 @@ def seed_profiles(
         work, videos, accuracy_floor, n_trials, timeout_s, journal_path, progress
     )
     _record_archive(result, work, videos, look_s, prices)
+    _seed_cloud_profiles(result.store)
     _keep_aside(path, work.signature)
     result.store.save(path)
     seconds = time.perf_counter() - start
@@ -902,3 +919,18 @@ def _keep_aside(path: Path, signature: ArchiveSignature | None) -> None:
     aside = path.with_name(f"{path.stem}.{digest}{path.suffix}")
     path.replace(aside)
     logger.info("kept the profile of another archive as %s", aside)
+
+
+def _seed_cloud_profiles(store: Any) -> None:
+    """Lambda profiles from the one-core CPU ones; GPU-pool ones from a local GPU's.
+
+    Estimates until feedback corrects them (see `seed_lambda_profiles` and
+    `seed_pool_profiles`); they are used only in runs that have those backends.
+    """
+    from llama_prefect.backends.aws_lambda import seed_lambda_profiles
+    from llama_prefect.backends.ecs import seed_pool_profiles
+
+    for op in ("motion", "people", "faces"):
+        seed_lambda_profiles(store, op)
+        if op != "people":
+            seed_pool_profiles(store, op)

@@ -40,8 +40,9 @@ from prefect.futures import PrefectConcurrentFuture, PrefectFuture
 from prefect.task_runners import TaskRunner
 from prefect.utilities.collections import visit_collection
 
-from llama_prefect import metering
+from llama_prefect import metering, s3
 from llama_prefect.backends.base import Backend, RemoteBackend
+from llama_prefect.backends.cloud import backends_from_env
 from llama_prefect.backends.local import local_cpu, local_gpu
 from llama_prefect.core.clock import RealClock
 from llama_prefect.core.pipeline import Pipeline
@@ -90,7 +91,8 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
 
     Args:
         pipeline: The pipeline, or ``"module:attribute"`` naming it.
-        profile_path: The profile store file (JSON) to plan from; default
+        profile_path: The profile store (a JSON file or an ``s3://`` URI) to plan
+            from; default
             ``$LLAMA_PREFECT_PROFILES`` or ``runs/profiles/PIPELINE.json``.
         slo_s: End-to-end latency target of the run, in seconds, unless the flow run
             has an ``slo_s`` parameter.
@@ -108,7 +110,8 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         seed: Seed of the scheduler's injection draws.
         backends: More backends for this run, such as `LambdaBackend` or a GPU
             `WorkPoolBackend`; ops use them where the pipeline allows and the
-            profiles know configurations on them.
+            profiles know configurations on them. Default: those the environment
+            names (`llama_prefect.backends.cloud`), usually none.
     """
 
     def __init__(
@@ -149,10 +152,13 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             backends=tuple(backends),
         )
         self.pipeline = resolve_pipeline(pipeline)
-        self.profile_path = Path(
+        location = str(
             profile_path
             or os.environ.get("LLAMA_PREFECT_PROFILES")
             or f"runs/profiles/{self.pipeline.name}.json"
+        )
+        self.profile_path: Path | str = (
+            location if s3.is_s3_uri(location) else Path(location)
         )
         self.scheduler: Scheduler | None = None
         self.run_settings: dict[str, Any] = {}
@@ -181,7 +187,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             local_cpu(self._args["cpu_slots"]),
             local_gpu(self._args["gpu_slots"]),
         )
-        extra = list(self._args["backends"])
+        extra = list(self._args["backends"]) or backends_from_env()
         self._backends = {
             b.name: b.slots() for b in (cpu, gpu, *extra) if b.available()
         }
@@ -210,7 +216,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             self._executor = None
         args = self._args
         if self.scheduler is not None and args["save_profiles"] and args["feedback"]:
-            self.scheduler.store.save(self.profile_path)
+            s3.save_profiles(self.scheduler.store, self.profile_path)
         super().__exit__(*exc_info)
 
     # -- submission --------------------------------------------------------------------
@@ -264,7 +270,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
 
     def _build_scheduler(self) -> Scheduler:
         self.run_settings = self._read_run_settings()
-        store = ProfileStore.load(self.profile_path)
+        store: ProfileStore = s3.load_profiles(self.profile_path)
         settings = Settings(
             deadline_s=self.started_s + float(self.run_settings["slo_s"]),
             objective=self.run_settings["objective"],

@@ -115,3 +115,49 @@ def moto(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoAws]:
         yield aws
     finally:
         s3.use_credentials(None)
+
+
+class InProcessLambda:
+    """A Lambda client whose Invoke runs the real handler in this process.
+
+    It takes the JSON payload the backend built, hands it to
+    `llama_prefect.handler.lambda_handler` as the Lambda runtime would, and answers
+    with the handler's JSON and a REPORT log line billing `billed_ms`. The first
+    `throttle_first` calls are refused as a throttled Lambda refuses them.
+    """
+
+    def __init__(self, *, billed_ms: int = 250, throttle_first: int = 0) -> None:
+        import threading
+
+        self.billed_ms = billed_ms
+        self.throttle_first = throttle_first
+        self.payloads: list[dict] = []
+        self._lock = threading.Lock()
+
+    def invoke(self, **params: Any) -> dict:
+        import base64
+
+        from botocore.exceptions import ClientError
+
+        from llama_prefect import handler
+
+        with self._lock:
+            self.payloads.append(json.loads(params["Payload"]))
+            throttled = len(self.payloads) <= self.throttle_first
+        if throttled:
+            error = {
+                "Error": {"Code": "TooManyRequestsException", "Message": "Rate"},
+                "ResponseMetadata": {"HTTPStatusCode": 429},
+            }
+            raise ClientError(error, "Invoke")  # type: ignore[arg-type]
+        answer = handler.lambda_handler(json.loads(params["Payload"]), None)
+        memory = params["FunctionName"].rsplit("-", 1)[-1]
+        log = (
+            f"REPORT RequestId: x\tBilled Duration: {self.billed_ms} ms\t"
+            f"Memory Size: {memory} MB"
+        )
+        return {
+            "StatusCode": 200,
+            "Payload": io.BytesIO(json.dumps(answer).encode()),
+            "LogResult": base64.b64encode(log.encode()).decode(),
+        }

@@ -8,19 +8,15 @@ scheduler and the runner are the real ones, on Prefect's local server.
 
 from __future__ import annotations
 
-import base64
-import io
-import json
-import threading
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import ClientError
+from aws_moto import InProcessLambda
 from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 
-from llama_prefect import handler, wire
+from llama_prefect import wire
 from llama_prefect.backends.aws_lambda import LambdaBackend
 from llama_prefect.core.pipeline import Configuration, OpSpec, Pipeline
 from llama_prefect.core.profiles import ProfileStore
@@ -73,32 +69,8 @@ def square(x: int, mode: str = "plain") -> dict:
     return {"x": x, "square": x * x}
 
 
-class FakeLambda:
-    """Answers Invoke as Lambda would, running the real handler in-process."""
-
-    def __init__(self, throttle_first: int = 0) -> None:
-        self.throttle_first = throttle_first
-        self.payloads: list[dict] = []
-        self.lock = threading.Lock()
-
-    def invoke(self, **params):
-        with self.lock:
-            self.payloads.append(json.loads(params["Payload"]))
-            throttled = len(self.payloads) <= self.throttle_first
-        if throttled:
-            error = {"Error": {"Code": "TooManyRequestsException", "Message": "Rate"}}
-            error["ResponseMetadata"] = {"HTTPStatusCode": 429}
-            raise ClientError(error, "Invoke")
-        answer = handler.lambda_handler(json.loads(params["Payload"]), None)
-        log = (
-            f"REPORT RequestId: x\tBilled Duration: {BILLED_MS} ms\t"
-            "Memory Size: 1024 MB"
-        )
-        return {
-            "StatusCode": 200,
-            "Payload": io.BytesIO(json.dumps(answer).encode()),
-            "LogResult": base64.b64encode(log.encode()).decode(),
-        }
+def FakeLambda(throttle_first: int = 0) -> InProcessLambda:  # noqa: N802
+    return InProcessLambda(billed_ms=BILLED_MS, throttle_first=throttle_first)
 
 
 @flow

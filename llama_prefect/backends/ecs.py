@@ -37,7 +37,9 @@ from typing import Any
 
 from llama_prefect.backends.base import RemoteBackend, RemoteCall, RemoteOutcome
 from llama_prefect.backends.remote import build_request, read_response, staging_key
+from llama_prefect.core.pipeline import Configuration
 from llama_prefect.core.pricing import PriceCatalog
+from llama_prefect.core.profiles import ProfileStore
 from llama_prefect.errors import ConfigurationError, RemoteError, ReplanError
 
 logger = logging.getLogger(__name__)
@@ -208,6 +210,35 @@ class WorkPoolBackend(RemoteBackend):
         return ReplanError(
             f"{self.name}: {why}", backend=self.name, cooldown_s=self.cooldown_s
         )
+
+
+def seed_pool_profiles(
+    store: ProfileStore,
+    op: str,
+    *,
+    source_backend: str = "local-gpu",
+    backends: tuple[str, ...] = (ECS_GPU, GPU_POOL),
+) -> int:
+    """Seeds GPU-pool profiles of `op` from its profiles on a local GPU.
+
+    Assumes the pool's GPU runs the op as fast as the GPU it was explored on; the
+    start-up delay is the backend's, not the profile's. Feedback corrects the rest.
+    Without a local GPU profile nothing is seeded, and the pool is never chosen.
+
+    Returns:
+        The number of configurations seeded.
+    """
+    seeded = 0
+    for config in store.configurations(op):
+        if config.backend != source_backend:
+            continue
+        prof = store.profile(op, config)
+        for backend in backends:
+            target = Configuration.of(backend, config.as_dict())
+            s_per_unit = store.predict_s_per_unit(op, config)
+            store.seed(op, target, s_per_unit, accuracy=prof.accuracy)
+            seeded += 1
+    return seeded
 
 
 def warm_gpu_pool(staging_uri: str, **fields: Any) -> WorkPoolBackend:
