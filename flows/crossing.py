@@ -49,6 +49,7 @@ from prefect import flow, task
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 
+from llama_prefect import s3
 from llama_prefect.backends.aws_lambda import LAMBDA, MEMORY_SIZES_MB
 from llama_prefect.backends.ecs import ECS_GPU, GPU_POOL
 from llama_prefect.backends.local import LOCAL_CPU, LOCAL_GPU
@@ -320,7 +321,6 @@ def aggregate(
 
 def list_videos(source: str | Path) -> list[str]:
     """The video files of a folder or an S3 prefix (sorted), or the one file named."""
-    from llama_prefect import s3
     from llama_prefect.errors import ConfigurationError
 
     if s3.is_s3_uri(source):
@@ -557,8 +557,22 @@ def crossing(
     )
     write_report(report, report_path)
     publish_artifacts(report)
-    _publish_plots(report, Path(report_path).parent)
+    if s3.is_s3_uri(report_path):
+        _publish_plots_to_s3(report, report_path)
+    else:
+        _publish_plots(report, Path(report_path).parent)
     return report
+
+
+def _publish_plots_to_s3(report: dict[str, Any], report_uri: str) -> None:
+    """The plots of `_publish_plots`, made in a temporary folder, beside the report."""
+    import tempfile
+
+    folder_uri = report_uri.rsplit("/", 1)[0]
+    with tempfile.TemporaryDirectory(prefix="llama-plots-") as tmp:
+        _publish_plots(report, Path(tmp))
+        for image in sorted(Path(tmp).glob("*.png")):
+            s3.put_bytes(f"{folder_uri}/{image.name}", image.read_bytes())
 
 
 def _publish_plots(report: dict[str, Any], folder: Path) -> None:

@@ -24,6 +24,7 @@ from llama_prefect.video.samples import find_vtest
 
 pytestmark = [pytest.mark.prefect, pytest.mark.video, pytest.mark.aws]
 
+PLOT = "fidelity.png"
 H264 = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-an"]
 
 
@@ -93,6 +94,9 @@ def test_the_crossing_flow_reads_s3_runs_on_lambda_and_writes_s3(
         p["kwargs"]["segment"]["data"]["video"] == video_uri for p in fake.payloads
     )
     assert s3.get_json(report_uri)["videos"][0]["answer"] == entry["answer"]
+    assert not Path("s3:").exists()  # nothing was written to a mangled local path
+    plots = client.list_objects_v2(Bucket=bucket, Prefix="reports/")["Contents"]
+    assert f"reports/{PLOT}" in {o["Key"] for o in plots}
     learned = s3.load_profiles(profiles_uri)
     motion = [c for c in learned.configurations("motion") if c.backend == "lambda"]
     assert learned.profile("motion", motion[0]).observations == 3
