@@ -307,14 +307,22 @@ def _what(segment: Segment) -> str:
 
 
 def _budget_s(segment: Segment, decoder: str, last_frame: int) -> float:
-    """Time bound of one read: every frame from where decoding starts to the last."""
+    """Time bound of one read: every frame from where decoding starts to the last.
+
+    decord also demuxes the whole file when it opens it, which gets the allowance
+    of a probe on top.
+    """
     from_start = decoder == "opencv" and not segment.constant_rate
     first = 0 if from_start or segment.anchor_pts is None else segment.anchor_frame
-    if decoder == "decord":
-        first = 0  # decord indexes the whole file when it opens it
-    return isolation.decode_budget_s(
+    budget_s = isolation.decode_budget_s(
         last_frame + 1 - first, segment.width_px, segment.height_px
     )
+    if decoder == "decord":
+        size_bytes = (
+            os.stat(segment.video).st_size if os.path.exists(segment.video) else 0
+        )
+        budget_s += isolation.probe_budget_s(size_bytes)
+    return budget_s
 
 
 def _read_wanted(

@@ -171,3 +171,19 @@ def test_bad_isolation_settings_are_refused(
 
     with pytest.raises(ConfigurationError, match=name):
         probe(clip)
+
+
+def test_the_time_bound_grows_with_the_frames_to_decode_from_the_anchor(
+    corpus: Path,
+) -> None:
+    from llama_prefect.video.decoders import _budget_s
+
+    info = probe(corpus / "vp8_long.webm")  # 64x48, a keyframe every 100 frames
+    late = split(info, 1.0)[62]  # frames 620-629, anchored at keyframe 600
+
+    assert late.anchor_frame == 600
+    assert isolation.decode_budget_s(100, 1000, 1000) == pytest.approx(25.0)
+    assert _budget_s(late, "pyav", 629) == pytest.approx(
+        isolation.decode_budget_s(30, 64, 48)
+    )
+    assert _budget_s(late, "decord", 629) > _budget_s(late, "pyav", 629)
