@@ -2,10 +2,12 @@
 
 Started by `llama_prefect.video.isolation` as ``python -m llama_prefect.video._worker
 FD PARENT_PID`` with one end of a socket pair as file descriptor FD. Once the
-decoders are imported it sends ``"ready"``; then it answers
-requests ``(kind, kwargs, fault)`` one at a time until the socket closes. Each reply
-is ``(status, payload, shape, peak_rss_mb, rss_mb)``; for a result with frames, the
-frame bytes follow as one raw message, so they are never pickled.
+decoders are imported it sends ``"ready"``; then it answers requests ``(kind, kwargs,
+fault, shared_shape)`` one at a time until the socket closes. Each reply is ``(status,
+payload, shape, peak_rss_mb, rss_mb)``; for a result with frames, the
+frame bytes follow as one raw message, so they are never pickled, or, when the parent
+sent a shared-memory file with the request, the frames are written straight into it
+and ``shape`` is ``"shared"``.
 
 The worker asks Linux to kill it when its parent dies (``PR_SET_PDEATHSIG``), so a
 decoder that hangs cannot outlive a flow process that was killed.
@@ -14,6 +16,7 @@ decoder that hangs cannot outlive a flow process that was killed.
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import pickle
 import signal
@@ -21,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import recv_handle
 from typing import Any
 
 import numpy as np
@@ -65,19 +69,40 @@ def main(argv: list[str]) -> int:
     conn.send("ready")
     while True:
         try:
-            kind, kwargs, fault = conn.recv()
+            kind, kwargs, fault, shared_shape = conn.recv()
+            shared_fd = None if shared_shape is None else recv_handle(conn)
         except (EOFError, OSError):
             return 0
-        _serve(conn, kind, kwargs, fault)
+        _serve(conn, kind, kwargs, fault, _shared(shared_fd, shared_shape))
 
 
-def _serve(conn: Connection, kind: str, kwargs: dict[str, Any], fault: Any) -> None:
+def _shared(fd: int | None, shape: tuple[int, ...] | None) -> np.ndarray | None:
+    """The parent's shared-memory file as a writable uint8 array of `shape`."""
+    if fd is None or shape is None:
+        return None
+    try:
+        mapping = mmap.mmap(fd, int(np.prod(shape)))
+    finally:
+        os.close(fd)
+    return np.frombuffer(mapping, dtype=np.uint8).reshape(shape)
+
+
+def _serve(
+    conn: Connection,
+    kind: str,
+    kwargs: dict[str, Any],
+    fault: Any,
+    out: np.ndarray | None,
+) -> None:
     _reset_peak()
     try:
         _inject(fault)
-        meta, array = HANDLERS[kind](**kwargs)
+        meta, array = HANDLERS[kind](**kwargs, **({} if out is None else {"out": out}))
     except Exception as exc:
         conn.send(("error", _error_payload(exc), None, _peak_mb(), _rss_mb()))
+        return
+    if out is not None and array is out:
+        conn.send(("ok", meta, "shared", _peak_mb(), _rss_mb()))
         return
     shape = None if array is None else (array.shape, array.dtype.str)
     conn.send(("ok", meta, shape, _peak_mb(), _rss_mb()))

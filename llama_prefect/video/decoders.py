@@ -144,19 +144,28 @@ def read_frames(
         video=segment.video,
         what=_what(segment),
         budget_s=_budget_s(segment, decoder, wanted[-1]),
+        out_shape=_out_shape(segment, len(wanted), width_px),
     )
     assert array is not None
     return Frames(indices=indices, array=array)
 
 
 def read_frames_here(
-    segment: Segment, *, decoder: str, sample_every: int, width_px: int | None = None
+    segment: Segment,
+    *,
+    decoder: str,
+    sample_every: int,
+    width_px: int | None = None,
+    out: np.ndarray | None = None,
 ) -> Frames:
-    """`read_frames` in this process, with no protection against a crash or hang."""
+    """`read_frames` in this process, with no protection against a crash or hang.
+
+    `out`, when given, is the uint8 array of shape (N, H, W, 3) to fill.
+    """
     _check_knobs(decoder, sample_every, width_px)
     wanted = _sampled(segment, sample_every)
     _check_size(segment, len(wanted), width_px)
-    return _read_wanted(segment, wanted, _READERS[decoder], decoder, width_px)
+    return _read_wanted(segment, wanted, _READERS[decoder], decoder, width_px, out)
 
 
 def read_batch(
@@ -197,6 +206,7 @@ def read_batch(
         video=info.path,
         what=f"a batch of {len(wanted)} frames ({wanted[0]}-{wanted[-1]})",
         budget_s=_budget_s(segment, decoder, wanted[-1]),
+        out_shape=_out_shape(segment, len(wanted), width_px),
     )
     assert array is not None
     return Frames(indices=found, array=array)
@@ -208,6 +218,7 @@ def read_batch_here(
     *,
     decoder: str,
     width_px: int | None = None,
+    out: np.ndarray | None = None,
 ) -> Frames:
     """`read_batch` in this process, with no protection against a crash or hang."""
     wanted = _checked_batch(info, indices, decoder, width_px)
@@ -215,7 +226,8 @@ def read_batch_here(
         height, width = resized_shape(info.height_px, info.width_px, width_px)
         return Frames(indices=[], array=np.empty((0, height, width, 3), np.uint8))
     segment = segment_of(info, 0, wanted[0], wanted[-1] + 1)
-    return _read_wanted(segment, wanted, _BATCH_READERS[decoder], decoder, width_px)
+    reader = _BATCH_READERS[decoder]
+    return _read_wanted(segment, wanted, reader, decoder, width_px, out)
 
 
 def _local(segment: Segment) -> Segment:
@@ -325,16 +337,31 @@ def _budget_s(segment: Segment, decoder: str, last_frame: int) -> float:
     return budget_s
 
 
+def _out_shape(
+    segment: Segment, frames: int, width_px: int | None
+) -> tuple[int, int, int, int]:
+    """Shape of the frames array of a read: (N, H, W, 3)."""
+    height, width = resized_shape(segment.height_px, segment.width_px, width_px)
+    return (frames, height, width, 3)
+
+
 def _read_wanted(
     segment: Segment,
     wanted: list[int],
     reader: _Reader,
     decoder: str,
     width_px: int | None,
+    out: np.ndarray | None = None,
 ) -> Frames:
-    """Run one reader over `wanted` frames; upright, resized, checked."""
-    out_h, out_w = resized_shape(segment.height_px, segment.width_px, width_px)
-    array = np.empty((len(wanted), out_h, out_w, 3), dtype=np.uint8)
+    """Run one reader over `wanted` frames into `out` (or a new array); checked."""
+    shape = _out_shape(segment, len(wanted), width_px)
+    _, out_h, out_w, _ = shape
+    if out is not None and (out.shape != shape or out.dtype != np.uint8):
+        raise ConfigurationError(
+            f"out must be a uint8 array of shape {shape}, but got {out.dtype} "
+            f"{out.shape}."
+        )
+    array = np.empty(shape, dtype=np.uint8) if out is None else out
     indices: list[int] = []
     if not wanted:
         return Frames(indices=indices, array=array)

@@ -4,8 +4,10 @@ Native decoders can die of a segmentation fault on corrupt data, or loop forever
 container that lies about itself. Run in the flow's own process, either would take the
 whole archive down with it. So `probe` and `read_frames` send their work to a decode
 worker: a long-lived child process (`python -m llama_prefect.video._worker`) that
-decodes and hands back the frames over a socket. The parent waits for each call at
-most a time bound; when the bound passes it kills the worker. Then:
+decodes and hands back the frames, over a socket or, for arrays of `SHARED_MIN_BYTES`
+or more, written straight into shared memory that this process maps. The parent
+waits for each call at most a time bound; when the bound passes it kills the worker.
+Then:
 
 * a worker killed by a fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) raises
   `DecoderCrashError`, a deterministic `VideoError` naming the file;
@@ -45,6 +47,7 @@ import atexit
 import concurrent.futures
 import fnmatch
 import logging
+import mmap
 import os
 import pickle
 import queue
@@ -55,6 +58,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import send_handle
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +93,8 @@ S_PER_PROBED_MB = 0.05
 #: Seconds a new worker may take to start Python and import the decoders (ours).
 STARTUP_S = 30.0
 DEFAULT_MAX_RSS_MB = 1024.0
+#: Frame arrays this large or larger come back through shared memory (ours).
+SHARED_MIN_BYTES = 256 * 1024
 FAULT_KINDS = ("crash", "hang", "kill", "oserror")
 _FATAL_SIGNALS = {
     signal.SIGSEGV,
@@ -126,7 +132,13 @@ def probe_budget_s(size_bytes: int) -> float:
 
 
 def call(
-    kind: str, kwargs: dict[str, Any], *, video: str, what: str, budget_s: float
+    kind: str,
+    kwargs: dict[str, Any],
+    *,
+    video: str,
+    what: str,
+    budget_s: float,
+    out_shape: tuple[int, ...] | None = None,
 ) -> tuple[Any, np.ndarray | None]:
     """Runs the worker handler `kind` on `kwargs` and returns its result.
 
@@ -136,6 +148,10 @@ def call(
         video: The file being decoded, for messages and fault injection.
         what: What is decoded, for messages ("segment 3 (frames 120-159)").
         budget_s: The call's time bound, in seconds (see `decode_budget_s`).
+        out_shape: Shape of the uint8 array the handler fills, when known ahead.
+            Arrays of `SHARED_MIN_BYTES` or more are then written by the worker
+            straight into shared memory that this process maps (Linux), so the
+            frames are never copied through the socket.
 
     Returns:
         The handler's (metadata, array or None).
@@ -155,13 +171,17 @@ def call(
         return meta, array
 
     fault = _FAULTS.take(Path(video).name)
+    shared = _SharedFrames.make(out_shape)
     worker = _POOL.acquire()
     timeout_s = _timeout_s(budget_s)
     reply: _Reply | None = None
     try:
-        reply = worker.request((kind, kwargs, fault), timeout_s, video, what)
+        message = (kind, kwargs, fault, None if shared is None else shared.shape)
+        reply = worker.request(message, timeout_s, video, what, shared)
     finally:
         _POOL.release(worker, reply)
+        if shared is not None:
+            shared.close()
     meter.add_decode(peak_rss_mb=reply.peak_rss_mb, frames_mb=_mb(reply.array))
     if reply.error is not None:
         raise reply.error
@@ -248,12 +268,19 @@ class _Worker:
         )
 
     def request(
-        self, message: tuple[Any, ...], timeout_s: float, video: str, what: str
+        self,
+        message: tuple[Any, ...],
+        timeout_s: float,
+        video: str,
+        what: str,
+        shared: _SharedFrames | None = None,
     ) -> _Reply:
         """Sends one request and waits at most `timeout_s` for its reply."""
         self.calls += 1
         try:
             self.conn.send(message)
+            if shared is not None:
+                send_handle(self.conn, shared.fd, self.process.pid)
             if not self.conn.poll(timeout_s):
                 self.kill()
                 raise DecodeTimeoutError(
@@ -261,17 +288,20 @@ class _Worker:
                     "the decoder was stopped; it hangs on this file or the file is "
                     f"far larger than it looks. Re-encode it, or raise {TIMEOUT_ENV}."
                 )
-            return self._receive(video, what)
+            return self._receive(video, what, shared)
         except (EOFError, ConnectionError, OSError) as exc:
             raise self._lost(video, what) from exc
 
-    def _receive(self, video: str, what: str) -> _Reply:
+    def _receive(self, video: str, what: str, shared: _SharedFrames | None) -> _Reply:
         status, payload, shape, peak_rss_mb, rss_mb = self.conn.recv()
         if status == "error":
             error = _rebuild(payload, video, what)
             return _Reply(None, None, error, peak_rss_mb, rss_mb)
         array = None
-        if shape is not None:
+        if shape == "shared":
+            assert shared is not None
+            array = shared.array()
+        elif shape is not None:
             dims, dtype = shape
             array = np.empty(dims, dtype=np.dtype(dtype))
             if array.size:
@@ -317,6 +347,33 @@ class _Worker:
             self.conn.close()
         finally:
             self.wait(2.0)
+
+
+class _SharedFrames:
+    """An anonymous shared-memory file the worker writes frames into (Linux)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        self.nbytes = int(np.prod(shape))
+        self.fd = os.memfd_create("llama-prefect-frames", os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, self.nbytes)
+
+    @classmethod
+    def make(cls, shape: tuple[int, ...] | None) -> _SharedFrames | None:
+        """Shared memory for an array of `shape`, or None where it does not pay."""
+        if shape is None or not hasattr(os, "memfd_create"):
+            return None
+        if int(np.prod(shape)) < SHARED_MIN_BYTES:
+            return None
+        return cls(shape)
+
+    def array(self) -> np.ndarray:
+        """The frames, mapped (the mapping lives as long as the array)."""
+        mapping = mmap.mmap(self.fd, self.nbytes)
+        return np.frombuffer(mapping, dtype=np.uint8).reshape(self.shape)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def _exit_words(code: int | None) -> str:

@@ -187,3 +187,30 @@ def test_the_time_bound_grows_with_the_frames_to_decode_from_the_anchor(
         isolation.decode_budget_s(30, 64, 48)
     )
     assert _budget_s(late, "decord", 629) > _budget_s(late, "pyav", 629)
+
+
+def _bases(array: np.ndarray) -> list[object]:
+    """The objects an array's memory comes from (arrays, memoryviews, mmaps)."""
+    found, base = [], array.base
+    while base is not None:
+        found.append(base)
+        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+    return found
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_large_reads_come_back_through_shared_memory_unchanged(
+    clip: Path, decoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mmap
+
+    segment = split(probe(clip), 1.0)[1]
+    monkeypatch.setattr(isolation, "SHARED_MIN_BYTES", 1)
+    shared = read_frames(segment, decoder=decoder, sample_every=2)
+    monkeypatch.setattr(isolation, "SHARED_MIN_BYTES", 1 << 40)
+    copied = read_frames(segment, decoder=decoder, sample_every=2)
+
+    assert any(isinstance(b, mmap.mmap) for b in _bases(shared.array))
+    assert not any(isinstance(b, mmap.mmap) for b in _bases(copied.array))
+    assert shared.indices == copied.indices
+    assert np.array_equal(shared.array, copied.array)
