@@ -30,6 +30,9 @@ from llama_prefect.wire import ref_of
 
 logger = logging.getLogger(__name__)
 
+#: Refusals after which an invocation fails instead of being planned again (ours).
+MAX_REPLANS = 5
+
 
 def proxy_task(task: Any, body: Callable[..., Any]) -> Any:
     """A copy of Prefect task `task` whose engine calls `body` instead of its function.
@@ -87,7 +90,8 @@ class ReplanningBody:
         current: Returns the invocation's current configuration and predicted
             latency (its committed plan).
         replan: Called with the `ReplanError`; returns once the invocation is
-            committed again (the scheduler may move it to another backend).
+            committed again (the scheduler may move it to another backend), or
+            raises it again when no backend is left to try.
         knobs_for: Maps a configuration's knobs to the body's keyword arguments.
     """
 
@@ -114,6 +118,12 @@ class ReplanningBody:
                 return self._run_remote(backend, config, predicted_s, call_kwargs)
             except ReplanError as exc:
                 self.attempts.append(Attempt(exc.backend, str(exc), exc.cost_usd))
+                if len(self.attempts) > MAX_REPLANS:
+                    raise ReplanError(
+                        f"{self.op}: refused {len(self.attempts)} times, last by "
+                        f"{exc.backend} ({exc}); check the backends' capacity",
+                        backend=exc.backend,
+                    ) from exc
                 logger.info("%s: %s; planning it again", self.op, exc)
                 self.replan(exc)
 

@@ -460,10 +460,24 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
                 timer.start()
             avoid = () if exc.whole_backend else (exc.backend,)
             attempt = self._current[inv_id]
+            if not self._backends_left(attempt, avoid):
+                raise exc  # nowhere else to go: the task run fails with the reason
             self._recommitted[inv_id] = recommitted
             self.scheduler.release(attempt.id, error=str(exc), avoid=avoid)
         self._dispatch()
         recommitted.wait()
+
+    def _backends_left(self, attempt: Attempt, avoid: Iterable[str]) -> list[str]:
+        """Backends of this run the invocation may still be planned on."""
+        assert self.scheduler is not None
+        closed = set(attempt.invocation.avoid) | set(avoid)
+        profiled = {c.backend for c in self.scheduler.store.configurations(attempt.op)}
+        declared = self.pipeline.ops[attempt.op].backends
+        return [
+            b
+            for b in declared
+            if b in self._backends and b in profiled and b not in closed
+        ]
 
     def _run_untuned(self, pending: _Pending) -> None:
         from prefect.task_engine import run_task_sync

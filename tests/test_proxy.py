@@ -20,7 +20,7 @@ from llama_prefect import wire
 from llama_prefect.backends.aws_lambda import LambdaBackend
 from llama_prefect.core.pipeline import Configuration, OpSpec, Pipeline
 from llama_prefect.core.profiles import ProfileStore
-from llama_prefect.errors import VideoError
+from llama_prefect.errors import LlamaError, VideoError
 from llama_prefect.proxy import proxy_task
 from llama_prefect.runner import OP_ATTRIBUTE, LlamaTaskRunner
 
@@ -80,7 +80,7 @@ def squares(xs: list[int]) -> dict:
     for fut in futures:
         try:
             values.append(fut.result())
-        except VideoError as exc:
+        except LlamaError as exc:  # a broken input, or no backend left
             values.append(str(exc))
     return {"values": values, "records": FlowRunContext.get().task_runner.records()}
 
@@ -163,3 +163,104 @@ def test_a_proxy_task_keeps_the_name_signature_and_source_of_the_task():
         {"x": 3, "mode": "plain"}
     ]
     assert square.fn(x=3) == {"x": 3, "square": 9}  # the original is untouched
+
+
+def _runner(tmp_path, backends, store: ProfileStore, pipeline=PIPELINE):
+    return LlamaTaskRunner(
+        pipeline,
+        profile_path=store.save(tmp_path / "p.json"),
+        cpu_slots=1,
+        backends=backends,
+        slo_s=60.0,
+    )
+
+
+def test_an_invocation_past_lambdas_time_limit_is_replanned_locally(
+    prefect_server, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(wire.MODULES_ENV, square.fn.__module__)
+    fake = FakeLambda()
+    lam = LambdaBackend(client=fake, timeout_s=0.01)  # every plan predicts more
+    store = ProfileStore.load(_seed(tmp_path / "seed.json"))
+    out = squares.with_options(task_runner=_runner(tmp_path, [lam], store))(xs=[4])
+
+    assert out["values"] == [{"x": 4, "square": 16}]
+    (record,) = out["records"]
+    assert record["backend"] == "local-cpu" and record["state"] == "done"
+    assert "past the function's" in record["replans"][0]["error"]
+    assert fake.payloads == []  # never sent
+
+
+def _lambda_only() -> Pipeline:
+    p = Pipeline("remote-toy")
+    p.add_op(
+        OpSpec(
+            "square",
+            knobs={"mode": ("plain",)},
+            backends=("lambda",),
+            backend_knobs={"lambda": {"memory_mb": (1024,)}},
+            group_of=lambda params: "g",
+        )
+    )
+    return p
+
+
+def test_with_no_backend_left_the_task_run_fails_with_the_reason(
+    prefect_server, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(wire.MODULES_ENV, square.fn.__module__)
+    lam = LambdaBackend(client=FakeLambda(), timeout_s=0.01)
+    store = ProfileStore("remote-toy")
+    store.seed("square", REMOTE, 0.05)
+    runner = _runner(tmp_path, [lam], store, pipeline=_lambda_only())
+    out = squares.with_options(task_runner=runner)(xs=[4])
+
+    assert "past the function's" in out["values"][0]
+    (record,) = out["records"]
+    assert record["state"] == "failed" and len(record["replans"]) == 1
+
+
+def test_no_gpu_capacity_cools_the_pool_down_and_the_invocation_runs_locally(
+    prefect_server, tmp_path, monkeypatch, moto
+):
+    from types import SimpleNamespace
+
+    from prefect.states import Crashed
+
+    from llama_prefect.backends.ecs import WorkPoolBackend
+
+    monkeypatch.setenv(wire.MODULES_ENV, square.fn.__module__)
+    launches = []
+
+    def no_capacity(**kwargs):
+        launches.append(kwargs)
+        state = Crashed(message="Failed to run ECS task: RESOURCE:GPU")
+        return SimpleNamespace(id="run-1", state=state)
+
+    pool = WorkPoolBackend(
+        staging_uri=f"s3://{moto.new_bucket()}/staging",
+        launcher=no_capacity,
+        startup_s=0.0,
+        cooldown_s=60.0,
+    )
+    pipeline = Pipeline("remote-toy")
+    pipeline.add_op(
+        OpSpec(
+            "square",
+            knobs={"mode": ("plain",)},
+            backends=("local-cpu", "ecs-gpu"),
+            group_of=lambda params: "g",
+        )
+    )
+    store = ProfileStore("remote-toy")
+    store.seed("square", LOCAL, 5.0)
+    store.seed("square", Configuration.of("ecs-gpu", {"mode": "plain"}), 0.01)
+    runner = _runner(tmp_path, [pool], store, pipeline=pipeline)
+    out = squares.with_options(task_runner=runner)(xs=[2, 3])
+
+    assert out["values"] == [{"x": 2, "square": 4}, {"x": 3, "square": 9}]
+    assert len(launches) == 1  # the pool cooled down after the first refusal
+    by_backend = sorted(r["backend"] for r in out["records"])
+    assert by_backend == ["local-cpu", "local-cpu"]
+    refused = [r for r in out["records"] if r["replans"]]
+    assert len(refused) == 1 and "RESOURCE:GPU" in refused[0]["replans"][0]["error"]

@@ -129,8 +129,8 @@ class LambdaBackend(RemoteBackend):
         memory_mb = self.memory_of(call)
         if call.predicted_s > self.timeout_s:
             raise ReplanError(
-                f"{call.op} is predicted to take {call.predicted_s:.0f} s, past the "
-                f"function's {self.timeout_s:.0f} s limit",
+                f"{call.op} is predicted to take {call.predicted_s:.3g} s, past the "
+                f"function's {self.timeout_s:.3g} s limit",
                 backend=self.name,
                 whole_backend=False,
             )
