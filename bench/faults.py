@@ -15,12 +15,17 @@ that differ (lost or changed), and segments counted twice (duplicated). Writes J
 
     .venv/bin/python bench/faults.py --videos 6 --out runs/bench/faults.json
 
+When the flow takes a ``results_dir`` (a results store keyed by video content), the
+killed run and the run after it share one, so the second run resumes: the row then
+also gives the results stored before the rerun, the videos it took from the store,
+and the stored results after it (one per video means none was duplicated).
+
 Note:
-    The runner does not duplicate stragglers or re-plan retries yet (it needs a proxy
-    body for them), so stragglers cost their full time here. A killed run has no
-    results store to resume from on main yet, so the second run does every video
-    again; what is measured is that the kill leaves no decode worker behind and no
-    partial report, and that the second run loses and duplicates nothing.
+    The runner does not duplicate stragglers or re-plan retries yet, so stragglers
+    cost their full time here. Without a results store the run after the kill does
+    every video again; what is measured then is that the kill leaves no decode worker
+    behind and no partial report, and that the second run loses and duplicates
+    nothing.
 """
 
 from __future__ import annotations
@@ -105,6 +110,9 @@ def _run_flow(
 
     profiles = work / f"{name}.profiles.json"
     shutil.copy(seed_profiles, profiles)
+    extra = {}
+    if case.get("results_dir") and _resumable():
+        extra["results_dir"] = case["results_dir"]
     runner = LlamaTaskRunner(
         PIPELINE,
         profile_path=profiles,
@@ -117,7 +125,17 @@ def _run_flow(
         slo_s=case["slo_s"],
         segment_s=1.0,
         report_path=str(work / f"{name}.report.json"),
+        **extra,
     )
+
+
+def _resumable() -> bool:
+    """True when the crossing flow can resume from a results store."""
+    import inspect
+
+    from llama_prefect.flows.crossing import crossing
+
+    return "results_dir" in inspect.signature(crossing.fn).parameters
 
 
 def _compare(report: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str, Any]:
@@ -209,13 +227,16 @@ def _alive(pid: int) -> bool:
 
 def _child(argv: list[str]) -> None:
     archive, seed_profiles, work, slo_s = argv
-    _run_flow(
-        Path(archive),
-        Path(seed_profiles),
-        Path(work),
-        "killed",
-        {"slo_s": float(slo_s)},
-    )
+    case = {"slo_s": float(slo_s), "results_dir": str(Path(work) / "results")}
+    _run_flow(Path(archive), Path(seed_profiles), Path(work), "killed", case)
+
+
+def _stored_results(work: Path) -> dict[str, Any]:
+    """Whole result files in the results store (partial ones start with a dot)."""
+    files = [
+        p for p in (work / "results").rglob("*.json") if not p.name.startswith(".")
+    ]
+    return {"stored_results": len(files)}
 
 
 def _print(name: str, row: dict[str, Any]) -> None:
@@ -250,8 +271,17 @@ def main() -> None:
             results[name] = _compare(report, baseline)
             _print(name, results[name])
         kill = _kill_case(archive, seed, work, slo_s, 0.5 * slo_s)
-        rerun = _run_flow(archive, seed, work, "after-kill", {"slo_s": slo_s})
-        results["killed, then rerun"] = {**kill, **_compare(rerun, baseline)}
+        if _resumable():
+            kill.update(stored_before_rerun=_stored_results(work)["stored_results"])
+        case = {"slo_s": slo_s, "results_dir": str(work / "results")}
+        rerun = _run_flow(archive, seed, work, "after-kill", case)
+        row = {**kill, **_compare(rerun, baseline)}
+        if _resumable():
+            row.update(
+                videos_reused=rerun["run"].get("videos_reused"),
+                stored_after_rerun=_stored_results(work)["stored_results"],
+            )
+        results["killed, then rerun"] = row
         _print("killed, rerun", results["killed, then rerun"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
