@@ -1,6 +1,24 @@
 """Prefect block types for llama-prefect (installed as `llama_prefect.blocks`).
 
-No block types exist yet: the runner is configured through its constructor and the
-flow run's parameters. Backend settings, the price catalog and the profile store
-location will become blocks so that a deployment can switch them without code changes.
+Register them with ``prefect block register -m llama_prefect.blocks``; a Prefect
+server or worker that has llama-prefect installed also finds them on its own, through
+the package's ``prefect.collections`` entry point. See `llama_prefect.blocks.types`.
 """
+
+from llama_prefect.blocks.types import (
+    LlamaBackendPrice,
+    LlamaBackendSettings,
+    LlamaPriceCatalog,
+    LlamaProfileStore,
+    RunBlocks,
+    load_run_blocks,
+)
+
+__all__ = [
+    "LlamaBackendPrice",
+    "LlamaBackendSettings",
+    "LlamaPriceCatalog",
+    "LlamaProfileStore",
+    "RunBlocks",
+    "load_run_blocks",
+]

@@ -24,6 +24,13 @@ Every op's knobs (decoder, sampling, resolution, stride, model, threads, device)
 task parameters that `LlamaTaskRunner` sets per invocation. The flow submits every task,
 because a plain call would bypass the runner, and it decides the branches itself as
 results arrive, so a branch that does not fire creates no task run.
+
+As an archive job the flow resumes: with ``results_dir`` set, each video's answer is
+stored as soon as it arrives, keyed by the video's content and `PIPELINE_VERSION`,
+and a rerun processes only the videos without a stored answer (see
+`llama_prefect.archive`). Its parameters are validated by
+`llama_prefect.settings.CrossingParameters`; their annotations carry the same bounds
+into the deployment's parameter schema.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,13 +65,24 @@ from llama_prefect.core.profiles import ProfileStore
 from llama_prefect.errors import VideoError, is_deterministic
 from llama_prefect.retries import TRANSIENT_RETRIES, error_of, retry_transient
 from llama_prefect.runner import OP_ATTRIBUTE, LlamaTaskRunner
-from llama_prefect.settings import RunSettings
+from llama_prefect.settings import (
+    AccuracyFloor,
+    CrossingParameters,
+    ObjectiveName,
+    PositiveSeconds,
+    SloSeconds,
+    VideoSourceText,
+)
+from llama_prefect.sources import list_videos as _list_source
 from llama_prefect.video import ops as video_ops
 from llama_prefect.video.segments import Segment, VideoInfo, probe
 from llama_prefect.video.segments import split as split_video
 
 logger = logging.getLogger(__name__)
 
+#: Version of the pipeline's answers: bump it when an op's body or the meaning of an
+#: answer changes, so archive runs stop reusing results of the old version.
+PIPELINE_VERSION = "1"
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v")
 DEVICES = {LOCAL_CPU: "cpu", LOCAL_GPU: "cuda", ECS_GPU: "cuda", GPU_POOL: "cuda"}
 #: Backends of the torch ops, and of the CPU-only people detector. The cloud ones
@@ -321,24 +339,7 @@ def aggregate(
 
 def list_videos(source: str | Path) -> list[str]:
     """The video files of a folder or an S3 prefix (sorted), or the one file named."""
-    from llama_prefect.errors import ConfigurationError
-
-    if s3.is_s3_uri(source):
-        return s3.list_videos(str(source))
-    path = Path(source)
-    if path.is_file():
-        return [str(path)]
-    if not path.is_dir():
-        raise ConfigurationError(
-            f"videos must be a video file or a folder of them, but {source!s} does not "
-            "exist; run `make samples` to build the sample archive"
-        )
-    found = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-    if not found:
-        raise ConfigurationError(
-            f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {source!s}"
-        )
-    return found
+    return _list_source(source)
 
 
 @dataclass
@@ -360,10 +361,17 @@ class _VideoState:
 class _Orchestrator:
     """Submits the pipeline's tasks as results arrive and decides the branches."""
 
-    def __init__(self, segment_s: float, window_s: float, crowd_threshold: float):
+    def __init__(
+        self,
+        segment_s: float,
+        window_s: float,
+        crowd_threshold: float,
+        on_done: Callable[[_VideoState], None] | None = None,
+    ):
         self.segment_s = segment_s
         self.window_s = window_s
         self.crowd_threshold = crowd_threshold
+        self.on_done = on_done
         self.pending: dict[PrefectFuture[Any], tuple[str, _VideoState, Any]] = {}
         self.failures: list[dict[str, Any]] = []
 
@@ -386,6 +394,13 @@ class _Orchestrator:
                     state.outstanding -= 1
                 if kind != "aggregate":
                     self._maybe_aggregate(state)
+                if self._over(kind, state, value) and self.on_done is not None:
+                    self.on_done(state)
+
+    @staticmethod
+    def _over(kind: str, state: _VideoState, value: Any) -> bool:
+        """True when nothing more will run for the video of this result."""
+        return kind == "aggregate" or (kind == "split" and isinstance(value, _Failed))
 
     def _submit(self, kind: str, state: _VideoState, item: Any, fut: Any) -> None:
         self.pending[fut] = (kind, state, item)
@@ -502,19 +517,23 @@ def _first_done(futures: list[PrefectFuture[Any]]) -> list[PrefectFuture[Any]]:
     log_prints=True,
 )
 def crossing(
-    videos: str = "samples",
-    slo_s: float = 120.0,
-    objective: str = "cost",
-    accuracy_floor: float = 0.8,
-    segment_s: float = 4.0,
-    window_s: float = 10.0,
+    videos: VideoSourceText = "samples",
+    slo_s: SloSeconds = 120.0,
+    objective: ObjectiveName = "cost",
+    accuracy_floor: AccuracyFloor = 0.8,
+    segment_s: PositiveSeconds = 4.0,
+    window_s: PositiveSeconds = 10.0,
     crowd_threshold: float = 4.0,
     report_path: str = "runs/latest/report.json",
+    results_dir: str | None = None,
+    backend_settings: str | None = None,
+    price_catalog: str | None = None,
+    profile_store: str | None = None,
 ) -> dict[str, Any]:
     """Answers "is this crossing crowded?" for every video of an archive.
 
     Args:
-        videos: A folder of videos or one video file.
+        videos: A folder of videos, one video file, or an ``s3://bucket/prefix``.
         slo_s: Seconds the whole archive may take (one deadline for the run).
         objective: ``cost`` (cheapest that meets each target), ``latency`` or
             ``cheapest``.
@@ -524,43 +543,81 @@ def crossing(
         window_s: Length of the time windows people are counted over.
         crowd_threshold: Mean people in a window from which it counts as crowded.
         report_path: Where the JSON run report is written.
+        results_dir: Folder of per-video results; set it for an archive run that
+            resumes where an interrupted one stopped. None processes every video.
+        backend_settings: Name of a saved ``llama-backend-settings`` block.
+        price_catalog: Name of a saved ``llama-price-catalog`` block.
+        profile_store: Name of a saved ``llama-profile-store`` block.
 
     Returns:
         The run report.
     """
+    params = CrossingParameters.check(
+        videos=videos,
+        slo_s=slo_s,
+        objective=objective,
+        accuracy_floor=accuracy_floor,
+        segment_s=segment_s,
+        window_s=window_s,
+        crowd_threshold=crowd_threshold,
+        report_path=report_path,
+        results_dir=results_dir,
+        backend_settings=backend_settings,
+        price_catalog=price_catalog,
+        profile_store=profile_store,
+    )
+    return _run_archive(params)
+
+
+def _run_archive(params: CrossingParameters) -> dict[str, Any]:
+    """The flow's body once its parameters are checked."""
+    from llama_prefect.archive import Archive
     from llama_prefect.report import build_report, publish_artifacts
     from llama_prefect.s3 import write_report
 
-    RunSettings.check(slo_s=slo_s, objective=objective, accuracy_floor=accuracy_floor)
-    paths = list_videos(videos)
-    orchestrator = _Orchestrator(segment_s, window_s, crowd_threshold)
-    states = orchestrator.start(paths)
+    archive = Archive.open(
+        list_videos(params.videos),
+        results_dir=params.results_dir,
+        pipeline=PIPELINE.name,
+        version=PIPELINE_VERSION,
+        answer_parameters={
+            "segment_s": params.segment_s,
+            "window_s": params.window_s,
+            "crowd_threshold": params.crowd_threshold,
+        },
+        run_id=_flow_run_id(),
+    )
+    runner = _llama_runner()
+
+    def done(state: _VideoState) -> None:
+        archive.finish(_video_entry(state), runner.records())
+
+    orchestrator = _Orchestrator(
+        params.segment_s, params.window_s, params.crowd_threshold, on_done=done
+    )
+    states = orchestrator.start(archive.todo)
     orchestrator.run()
 
-    runner = _llama_runner()
     report = build_report(
         pipeline=PIPELINE.name,
         records=runner.records(),
-        videos=[_video_entry(s) for s in states],
+        videos=archive.entries([_video_entry(s) for s in states]),
         failures=orchestrator.failures,
-        slo_s=slo_s,
+        slo_s=params.slo_s,
         latency_s=runner.elapsed_s(),
         settings={
-            **runner.run_settings,
-            "videos": videos,
-            "segment_s": segment_s,
-            "window_s": window_s,
-            "crowd_threshold": crowd_threshold,
-            "report_path": report_path,
+            **params.model_dump(),
+            "pipeline_version": PIPELINE_VERSION,
             "profile_path": str(runner.profile_path),
         },
+        static_plan=_static_plan(runner, params),
     )
-    write_report(report, report_path)
+    write_report(report, params.report_path)
     publish_artifacts(report)
-    if s3.is_s3_uri(report_path):
-        _publish_plots_to_s3(report, report_path)
+    if s3.is_s3_uri(params.report_path):
+        _publish_plots_to_s3(report, params.report_path)
     else:
-        _publish_plots(report, Path(report_path).parent)
+        _publish_plots(report, Path(params.report_path).parent)
     return report
 
 
@@ -583,6 +640,33 @@ def _publish_plots(report: dict[str, Any], folder: Path) -> None:
         logger.info("no fidelity plot (%s); pip install 'llama-prefect[plots]'", exc)
         return
     publish_run_plots(report, folder)
+
+
+def _static_plan(
+    runner: LlamaTaskRunner, params: CrossingParameters
+) -> dict[str, Any] | None:
+    """The best static plan on this run's work, or None when nothing ran."""
+    from llama_prefect.static_plan import best_static_plan
+
+    scheduler = runner.scheduler
+    if scheduler is None:
+        return None
+    plan = best_static_plan(
+        runner.records(),
+        pipeline=PIPELINE,
+        store=scheduler.store,
+        prices=scheduler.prices,
+        capacity={name: b.capacity for name, b in scheduler.backends.items()},
+        startup_s={name: b.startup_s for name, b in scheduler.backends.items()},
+        slo_s=params.slo_s,
+        accuracy_floor=params.accuracy_floor,
+    )
+    return plan.as_dict() if plan else None
+
+
+def _flow_run_id() -> str | None:
+    ctx = FlowRunContext.get()
+    return str(ctx.flow_run.id) if ctx is not None and ctx.flow_run else None
 
 
 def _llama_runner() -> LlamaTaskRunner:

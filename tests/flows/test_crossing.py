@@ -140,7 +140,7 @@ def test_chosen_knobs_reach_task_run_names_and_artifacts_exist(report):
         name = names[record["task_run_id"]]
         assert f"s{knobs['sample_every']} w{knobs['width_px']}" in name
         assert f"t{knobs['threads']}" in name
-    assert {"crossing-invocations", "crossing-verdict"} <= keys
+    assert {"crossing-invocations", "crossing-summary", "crossing-progress"} <= keys
 
 
 def test_report_file_matches_the_returned_report(report):
