@@ -132,3 +132,87 @@ def test_profile_help_names_reuse_and_the_time_bound(capsys):
         main(["profile", "--help"])
     out = capsys.readouterr().out
     assert "--reexplore" in out and "--trial-timeout-s" in out
+
+
+def _saved_report(tmp_path):
+    from llama_prefect.report import build_report, write_report
+
+    record = {
+        "op": "people",
+        "task_run_id": "t1",
+        "group": "/v/a.mp4",
+        "target_s": 3.0,
+        "configuration": {"sample_every": 5},
+        "backend": "local-cpu",
+        "predicted_s": 2.0,
+        "observed_s": 2.5,
+        "cost_usd": 0.002,
+        "state": "done",
+    }
+    answer = {"crowded": False, "people_per_window": [1.0], "max_people": 2}
+    report = build_report(
+        pipeline="crossing",
+        records=[record],
+        videos=[{"video": "/v/a.mp4", "answer": answer, "errors": []}],
+        slo_s=60.0,
+        latency_s=12.0,
+        settings={},
+    )
+    return write_report(report, tmp_path / "report.json")
+
+
+def test_report_prints_the_verdict_and_with_a_flag_the_invocations(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps table cells at 80 columns
+    path = _saved_report(tmp_path)
+    assert main(["report", str(path), "--invocations"]) == 0
+    out = capsys.readouterr().out
+    assert "SLO met" in out and "a.mp4" in out
+    assert "sample_every=5" in out and "1 invocations" in out
+
+
+def test_report_as_json_is_the_file(tmp_path, capsys):
+    import json
+
+    path = _saved_report(tmp_path)
+    assert main(["report", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(path.read_text())
+
+
+def test_report_of_a_missing_file_says_how_to_make_one(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "none.json")]) == 2
+    assert "llama-prefect run" in capsys.readouterr().err
+
+
+def test_results_lists_one_row_per_stored_video(tmp_path, capsys):
+    from llama_prefect.results import ResultStore
+
+    store = ResultStore(tmp_path, "crossing", "v1-abc")
+    for key, video in (("k1", "/v/a.mp4"), ("k2", "/v/b.mp4")):
+        store.put(key, {"video": video, "answer": {"crowded": True}, "cost_usd": 0.1})
+    assert main(["results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "a.mp4" in out and "b.mp4" in out and "2 results" in out
+
+
+def test_results_of_an_empty_folder_says_where_results_come_from(tmp_path, capsys):
+    assert main(["results", str(tmp_path)]) == 2
+    assert "--results" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command, phrase",
+    [
+        (["run", "--help"], "skip videos already answered"),
+        (["run", "--help"], "llama-price-catalog block"),
+        (["report", "--help"], "best static plan"),
+        (["blocks", "--help"], "switch backends or prices"),
+        (["results", "--help"], "one per video content"),
+    ],
+)
+def test_help_explains_the_new_options(command, phrase, capsys):
+    with pytest.raises(SystemExit):
+        main(command)
+    out = " ".join(capsys.readouterr().out.split())
+    assert phrase in out

@@ -73,7 +73,7 @@ def test_the_price_catalog_block_round_trips_the_shipped_prices():
     [
         (lambda: LlamaBackendSettings(enabled=[]), "enabled"),
         (lambda: LlamaBackendSettings(cpu_slots=0), "cpu_slots"),
-        (lambda: LlamaProfileStore(path="s3://bucket/p.json"), "path"),
+        (lambda: LlamaProfileStore(path="gs://bucket/p.json"), "path"),
         (lambda: LlamaProfileStore(path=""), "path"),
     ],
 )
