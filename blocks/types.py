@@ -21,6 +21,7 @@ Note:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -98,6 +99,33 @@ class LlamaBackendPrice(BaseModel):
         title="USD per invocation",
         description="Dollars per invocation (a request fee).",
     )
+    usd_per_gb_s: float | None = Field(
+        default=None,
+        ge=0,
+        title="USD per GB-second",
+        description="Dollars per GB-second of memory, for backends billed by memory "
+        "(empty for the others).",
+    )
+    granularity_s: float = Field(
+        default=0.0,
+        ge=0,
+        title="Billing granularity (s)",
+        description="Each invocation's duration is rounded up to a multiple of this; "
+        "0 bills exact durations.",
+    )
+    pool_granularity_s: float = Field(
+        default=0.0,
+        ge=0,
+        title="Pool billing granularity (s)",
+        description="For a pool of instances billed while up, instance time is "
+        "rounded up to this.",
+    )
+    minimum_s: float = Field(
+        default=0.0,
+        ge=0,
+        title="Minimum billed time (s)",
+        description="Least billed time of one instance start.",
+    )
     basis: str = Field(
         default="",
         title="Basis",
@@ -145,18 +173,16 @@ class LlamaPriceCatalog(Block):
             version=catalog.version,
             source=catalog.source,
             backends={
-                name: LlamaBackendPrice(
-                    usd_per_slot_s=price.usd_per_slot_s,
-                    usd_per_invocation=price.usd_per_invocation,
-                )
+                name: LlamaBackendPrice(**dataclasses.asdict(price))
                 for name, price in catalog.prices.items()
             },
         )
 
     def to_catalog(self) -> PriceCatalog:
         """The prices as the cost model uses them."""
+        fields = {f.name for f in dataclasses.fields(BackendPrice)}
         prices = {
-            name: BackendPrice(p.usd_per_slot_s, p.usd_per_invocation)
+            name: BackendPrice(**p.model_dump(include=fields))
             for name, p in self.backends.items()
         }
         return PriceCatalog(prices, version=self.version, source=self.source)
