@@ -441,7 +441,7 @@ def _run(args: argparse.Namespace) -> int:
     RunSettings.check(
         slo_s=args.slo_s, objective=args.objective, accuracy_floor=args.accuracy_floor
     )
-    _check_writable(Path(args.report))
+    _check_writable(args.report)
     list_videos(args.videos)  # fail fast, before any work, on a bad folder
     path = _ensure_profiles(args)
     flow = crossing.with_options(
@@ -608,8 +608,15 @@ def _blocks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_writable(report: Path) -> None:
-    """Fails before any work when the report could not be written at the end."""
+def _check_writable(target: str) -> None:
+    """Fails before any work when the report could not be written at the end.
+
+    An ``s3://`` report is written through the S3 store at the end of the run; it
+    has no local folder to check.
+    """
+    if target.startswith("s3://"):
+        return
+    report = Path(target)
     try:
         report.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

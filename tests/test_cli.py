@@ -26,6 +26,25 @@ def test_run_on_a_missing_folder_fails_fast_with_a_fix(tmp_path, capsys):
     assert not (tmp_path / "p.json").exists()  # no exploration was started
 
 
+def test_an_s3_report_makes_no_local_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(
+        [
+            "run",
+            "crossing",
+            "--videos",
+            str(tmp_path / "nope"),
+            "--slo-s",
+            "5",
+            "--report",
+            "s3://bucket/runs/report.json",
+        ]
+    )
+    assert code == 2  # the missing folder stops it, after the report check
+    assert "does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_run_on_a_folder_without_videos_names_the_suffixes(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("no video here")
     code = main(["run", "crossing", "--videos", str(tmp_path), "--slo-s", "5"])
