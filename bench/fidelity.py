@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -33,12 +34,16 @@ def main() -> None:
     parser.add_argument("--slo-s", type=float, default=120.0)
     parser.add_argument("--out", default="runs/bench/fidelity")
     args = parser.parse_args()
+    # A loaded machine can take longer than Prefect's default 20 s to start it.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seed = out / "seed.json"
     if args.profiles:
-        shutil.copy(args.profiles, seed)
+        if Path(args.profiles).resolve() != seed.resolve():
+            shutil.copy(args.profiles, seed)
     else:
         seed_profiles(list_videos(args.videos), seed, n_trials=args.trials)
     results = {}

@@ -1,12 +1,17 @@
 """Prediction fidelity: how close each invocation's predicted latency came to the truth.
 
-The error of one invocation is ``abs(predicted_s - observed_s) / observed_s``, from the
-run report's ``invocations``. The first invocations of a configuration are its
-warm-up: a model loads, a decoder opens its first file, caches are cold. We count as
-warm-up every invocation of an (op, backend, configuration) that started before the
-first one of that configuration finished, so cold starts running side by side on
-several slots are all left out. Failed invocations have no observed latency and are
-left out too.
+The error of one invocation is ``abs(predicted - observed_s) / observed_s``, from the
+run report's ``invocations``, where the prediction is the mean prediction of its run
+(``predicted_run_s``: profile times work units, plus the backend's start-up). The
+record's ``predicted_s`` adds what planning adds on top (a tail margin that grows with
+the fan-out and the learned spread, and waits for slots or a batch), so it is not a
+prediction of the mean; reports without ``predicted_run_s`` fall back to it.
+
+The first invocations of a configuration are its warm-up: a model loads, a decoder
+opens its first file, caches are cold. We count as warm-up every invocation of an
+(op, backend, configuration) that started before the first one of that configuration
+finished, so cold starts running side by side on several slots are all left out.
+Failed invocations have no observed latency and are left out too.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ def prediction_errors(report: Mapping[str, Any]) -> list[Error]:
     return [
         Error(
             op=r["op"],
-            predicted_s=float(r["predicted_s"]),
+            predicted_s=float(r.get("predicted_run_s") or r["predicted_s"]),
             observed_s=float(r["observed_s"]),
             warmup=(r.get("started_s") or 0.0) < first_end[_config_key(r)],
         )

@@ -202,7 +202,7 @@ def fidelity_plot(report: Mapping[str, Any], path: str | Path) -> Path:
         else "no invocation after warm-up"
     )
     ax.set_title(f"{report.get('pipeline', '')}: predicted vs observed\n{headline}")
-    ax.set_xlabel("predicted latency (s)")
+    ax.set_xlabel("predicted latency, mean of the run (s)")
     ax.set_ylabel("observed latency (s)")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(loc="upper left", fontsize=8, framealpha=0.9)

@@ -599,6 +599,9 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             "speculative_configuration": spec.config.as_dict() if spec else None,
             "speculative_backend": spec.config.backend if spec else None,
             "predicted_s": plan.predicted_s,
+            # The mean prediction of its run, without the tail margin and the waits
+            # that planning adds to `predicted_s`: what prediction fidelity compares.
+            "predicted_run_s": plan.run_s + getattr(inv, "startup_s", 0.0),
             "predicted_cost_usd": plan.cost_usd,
             "predicted_miss": plan.predicted_miss,
             "accuracy": plan.accuracy,
