@@ -142,10 +142,14 @@ def test_frames_only_the_header_claims_fail_naming_them(
 
 # Segment 2 (frames 50-74) holds the damaged frames 60-62. Segment 3 starts at a
 # keyframe after them: PyAV and decord seek straight to it; OpenCV's own seek starts
-# decoding some frames earlier, runs into the damage and stops there.
+# decoding some frames earlier, runs into the damage and stops there. decord's
+# threaded decoder sends packets ahead of the frame asked for, so whether segment 1
+# (frames 25-49) reaches the damage first depends on its threads' timing: either it
+# is read whole or it fails naming the file (`MAY_FAIL`).
+MAY_FAIL = "ok or failed on segment 1"
 CORRUPT_SEGMENTS = {
     "pyav": ["ok", "ok", "failed on segment 2", "ok"],
-    "decord": ["ok", "ok", "failed on segment 2", "ok"],
+    "decord": ["ok", MAY_FAIL, "failed on segment 2", "ok"],
     "opencv": [
         "ok",
         "ok",
@@ -162,6 +166,9 @@ def test_corrupt_frames_fail_their_segment_alone(corpus: Path, decoder: str) -> 
     assert [s.start_frame for s in segments] == [0, 25, 50, 75]
 
     for segment, expected in zip(segments, CORRUPT_SEGMENTS[decoder], strict=True):
+        if expected == MAY_FAIL:
+            _whole_or_failed_naming_the_file(segment, decoder)
+            continue
         if expected == "ok":
             frames = read_frames(segment, decoder=decoder, sample_every=1)
             assert len(frames.indices) == 25
@@ -170,6 +177,16 @@ def test_corrupt_frames_fail_their_segment_alone(corpus: Path, decoder: str) -> 
             read_frames(segment, decoder=decoder, sample_every=1)
         assert "corrupt_middle.mp4" in str(caught.value)
         assert repr(decoder) in str(caught.value)
+
+
+def _whole_or_failed_naming_the_file(segment: Segment, decoder: str) -> None:
+    try:
+        frames = read_frames(segment, decoder=decoder, sample_every=1)
+    except VideoError as exc:
+        assert "corrupt_middle.mp4" in str(exc) and repr(decoder) in str(exc)
+        assert f"failed on segment {segment.index}" in str(exc)
+    else:
+        assert len(frames.indices) == 25
 
 
 @pytest.mark.parametrize("decoder", DECODERS)
