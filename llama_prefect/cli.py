@@ -6,13 +6,15 @@
     llama-prefect report runs/latest/report.json [--invocations]
     llama-prefect results runs/results
     llama-prefect blocks --name default --profiles runs/profiles/crossing.json
+    llama-prefect bench [--videos 1000] [--workloads measured,steep]
 
 `run` explores the pipeline first when its profile store does not exist yet, then runs
 the flow on Prefect (a temporary local server unless PREFECT_API_URL is set) with a
 progress bar over the archive's videos, prints each video's answer, the SLO verdict
 and the cost, and writes the run report. `report` prints a saved report, `results`
 lists the stored per-video results an archive run resumes from, and `blocks` saves
-the block documents a deployment names in its parameters.
+the block documents a deployment names in its parameters. `bench` runs the policies
+side by side on the simulator (`llama_prefect.benchmark`).
 
 Each subcommand is declared in its own ``_add_NAME(sub)`` function.
 """
@@ -59,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_results(sub)
     _add_blocks(sub)
+    _add_bench(sub)
     return parser
 
 
@@ -72,6 +75,91 @@ def _add_samples(sub: Any) -> None:
     samples.add_argument("--out", default="samples", help="folder to write (samples)")
     samples.add_argument("--force", action="store_true", help="rebuild existing files")
     samples.set_defaults(handler=_samples)
+
+
+def _add_bench(sub: Any) -> None:
+    bench = sub.add_parser(
+        "bench",
+        help="compare the Llama variants, ablations and baselines side by side",
+        description="Runs the policies side by side on the simulator at archive "
+        "scale and prints a table per workload; writes everything as JSON.",
+    )
+    bench.add_argument(
+        "--videos",
+        type=_positive(int),
+        default=1000,
+        help="videos per simulated archive (1000)",
+    )
+    bench.add_argument(
+        "--workloads",
+        default="measured,steep",
+        help="comma-separated: measured (the profiles as measured), steep (a GPU "
+        "person detector and a 0.9 accuracy floor) (measured,steep)",
+    )
+    bench.add_argument(
+        "--levels",
+        default="0,0.25,0.5,0.75,1",
+        help="SLO levels from Llama-fast (0) to Llama-cheap (1) (0,0.25,0.5,0.75,1)",
+    )
+    bench.add_argument(
+        "--workers", type=_positive(int), default=2, help="worker processes (2)"
+    )
+    bench.add_argument(
+        "--profiles",
+        default=None,
+        help="profile store to draw the workload from (default: the seed profile "
+        "shipped with the package)",
+    )
+    bench.add_argument(
+        "--out",
+        default="runs/bench/bench.json",
+        help="where to write the JSON report (runs/bench/bench.json)",
+    )
+    bench.set_defaults(handler=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from llama_prefect.benchmark.simulated import Bench, BenchConfig
+    from llama_prefect.benchmark.table import simulated_tables
+
+    out = Path(args.out)
+    _check_writable(str(out))
+    config = BenchConfig(
+        videos=args.videos,
+        workloads=_names(args.workloads, ("measured", "steep"), "--workloads"),
+        levels=_levels(args.levels),
+        workers=args.workers,
+        profiles=args.profiles,
+    )
+    report = Bench(config).run()
+    out.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    print(simulated_tables(report))
+    print(f"report: {out} ({report['meta']['wall_s']} s)")
+    return 0
+
+
+def _names(text: str, known: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in known]
+    if not names or unknown:
+        raise ConfigurationError(
+            f"{flag} must list some of {', '.join(known)}, but got {text!r}"
+        )
+    return names
+
+
+def _levels(text: str) -> tuple[float, ...]:
+    try:
+        levels = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        levels = ()
+    if not levels or any(not 0.0 <= lv <= 1.0 for lv in levels):
+        raise ConfigurationError(
+            f"--levels must be numbers in [0, 1] separated by commas, but got {text!r}"
+        )
+    return tuple(sorted(levels))
 
 
 def _add_run(sub: Any) -> None:

@@ -235,3 +235,36 @@ def test_help_explains_the_new_options(command, phrase, capsys):
         main(command)
     out = " ".join(capsys.readouterr().out.split())
     assert phrase in out
+
+
+def test_bench_runs_every_policy_side_by_side_and_writes_json(tmp_path, capsys):
+    import json
+
+    from llama_prefect.cli import main
+
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--videos", "8", "--workloads", "measured", "--levels", "0,1"]
+    assert main(argv + ["--workers", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    w = report["workloads"]["measured"]
+    policies = {r["policy"] for r in w["rows"]}
+    assert {
+        "llama",
+        "llama-published",
+        "grandslam",
+        "static",
+        "scanner",
+        "gg",
+        "nexus",
+    } <= policies
+    assert {r["policy"] for r in w["ablations"]} >= {"no-feedback", "no-batching"}
+    assert [r["policy"] for r in w["failures"]] == ["llama-fail-0.03", "llama-fail-0.1"]
+    assert all(r["oracle_usd"] > 0 for r in w["rows"])
+    assert "x_orcl" in capsys.readouterr().out
+
+
+def test_bench_refuses_levels_outside_zero_one(capsys):
+    from llama_prefect.cli import main
+
+    assert main(["bench", "--levels", "0,2"]) == 2
+    assert "--levels" in capsys.readouterr().err

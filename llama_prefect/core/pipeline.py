@@ -11,6 +11,7 @@ This module is pure Python plus networkx: no Prefect, no decoders, no torch.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ class Configuration:
         """Builds a configuration from a mapping of knob values."""
         return cls(backend, tuple(sorted(knobs.items())))
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """A stable text key such as ``local-cpu|sample_every=5,width_px=480``."""
         body = ",".join(f"{name}={value}" for name, value in self.knobs)
@@ -69,12 +70,12 @@ class Configuration:
         """The knob values as a plain dict (without the backend)."""
         return dict(self.knobs)
 
-    @property
+    @functools.cached_property
     def slots(self) -> int:
         """Slots of its backend that one invocation with this configuration holds."""
         return int(self.as_dict().get(THREADS_KNOB, 1))
 
-    @property
+    @functools.cached_property
     def call_batch(self) -> int:
         """Invocations one call with this configuration takes at most (1: unbatched)."""
         return max(1, int(self.as_dict().get(CALL_BATCH_KNOB, 1)))

@@ -49,10 +49,11 @@ from __future__ import annotations
 import bisect
 import enum
 import heapq
+import itertools
 import logging
 import math
 import random
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 
@@ -64,7 +65,7 @@ from llama_prefect.core.options import Option, build_options
 from llama_prefect.core.pipeline import Configuration, Pipeline
 from llama_prefect.core.pricing import PriceCatalog
 from llama_prefect.core.profiles import ProfileStore
-from llama_prefect.core.targets import StageEstimate, Target, invocation_target
+from llama_prefect.core.targets import StageEstimate
 from llama_prefect.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -72,8 +73,9 @@ logger = logging.getLogger(__name__)
 INF = float("inf")
 #: Attempts of one invocation alive at once (the original and one duplicate; ours).
 MAX_LIVE_ATTEMPTS = 2
-#: Stage-weight options are rebuilt after this many observations of an op (ours).
-WEIGHT_REFRESH = 8
+#: An op's menu, weights, affinity and tail margins are read again from its profiles
+#: after this many observations of it (ours; predictions themselves are always live).
+MENU_REFRESH = 16
 #: Other backends' queue heads a free backend examines per round (ours).
 STEALS_PER_ROUND = 4
 WEIGHT_BASES = ("robust", "fastest", "chosen")
@@ -109,7 +111,7 @@ class BackendSlots:
     per_invocation: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Plan:
     """One decision for one invocation.
 
@@ -172,9 +174,11 @@ class Invocation:
     queued_slots: float = 0.0
     token: int = 0
     round: int = -1
+    recheck_s: float = 0.0
     waited: bool = False
     failures: int = 0
     avoid: set[str] = field(default_factory=set)
+    fresh: tuple[tuple[object, ...], int] | None = None
     started_s: float | None = None
     finished_s: float | None = None
     observed_s: float | None = None
@@ -266,6 +270,50 @@ class _Group:
     deadline_s: float | None = None
     slo_s: float | None = None
     opened_s: float = 0.0
+    version: int = 0
+    members: list[Invocation] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _Context:
+    """What the targets of a scope (the run or one group) depend on, at a version."""
+
+    version: tuple[int, int, int]
+    remaining: list[float]
+    deadline_s: float
+    slo_s: float | None
+    stages: dict[str, tuple[float, Option | None, float]] = field(default_factory=dict)
+    sums: dict[str, list[tuple[float, tuple[str, ...]]]] = field(default_factory=dict)
+
+
+#: A priced candidate: predicted latency, cost, option, run time of its call, the
+#: invocations its call is priced for, and the wait for them (0: none).
+_Row = tuple[float, float, Option, float, int, float]
+
+
+def _by_cost(row: _Row) -> tuple[float, float, Configuration]:
+    return row[1], row[0], row[2].config
+
+
+def _by_latency(row: _Row) -> tuple[float, float, Configuration]:
+    return row[0], row[1], row[2].config
+
+
+def _undominated(options: list[Option]) -> list[Option]:
+    """Options no other option with the same price beats in speed and accuracy."""
+    groups: dict[tuple[str, int, int, float, float], list[Option]] = {}
+    for o in options:
+        key = (o.backend, o.slots, o.call_batch, o.usd_per_s, o.usd_fee)
+        groups.setdefault(key, []).append(o)
+    kept = []
+    for members in groups.values():
+        members.sort(key=lambda o: (o.s_per_unit(), -o.accuracy))
+        best_accuracy = -INF
+        for o in members:
+            if o.accuracy > best_accuracy:
+                kept.append(o)
+                best_accuracy = o.accuracy
+    return kept
 
 
 @dataclass(frozen=True)
@@ -446,6 +494,9 @@ class Scheduler:
         self._queues: dict[str, dict[str, list[_Entry]]] = {
             n: {op: [] for op in self._ops} for n in names
         }
+        self._live = {n: dict.fromkeys(self._ops, 0) for n in names}
+        self._requests = 0
+        self._capacity = {n: b.capacity for n, b in self.backends.items()}
         self._queued_slots = dict.fromkeys(names, 0.0)
         self._queued_slot_s = dict.fromkeys(names, 0.0)
         self._ready = dict.fromkeys(self._ops, 0)
@@ -455,13 +506,22 @@ class Scheduler:
         }
         self._options: dict[str, list[Option]] = {}
         self._options_stamp: dict[str, tuple[int, int]] = {}
+        self._widest_batch: dict[str, int] = dict.fromkeys(self._ops, 1)
         self._weights: dict[str, list[Option]] = {}
-        self._weights_at: dict[str, int] = {}
+        self._menus: dict[str, list[Option]] = {}
+        self._seen: dict[str, int] = {}
+        self._margins: dict[tuple[str, str, int], float] = {}
+        self._contexts: dict[str, _Context] = {}
+        self._last_plan: tuple[tuple[object, ...], int, Plan, bool] | None = None
+        self._waits_seen = True
+        self._version = 0
+        self._counts_version = 0
+        self._weights_version = 0
         self._affinity = {op: self._affinity_of(op) for op in self._ops}
         self._held: set[str] = set()
         self._held_slots: dict[str, float] = {}
         self._held_slot_s: dict[str, float] = {}
-        self._skip: set[str] = set()
+        self._skip: set[tuple[str, str]] = set()
 
     def _build_options(self, op: str) -> list[Option]:
         capacity = {n: self.backends[n].capacity for n in self._allowed[op]}
@@ -478,7 +538,12 @@ class Scheduler:
         if self._options_stamp.get(op) != stamp:
             self._options[op] = self._build_options(op)
             self._options_stamp[op] = stamp
+            self._widest_batch[op] = max(
+                (o.call_batch for o in self._options[op]), default=1
+            )
             self._weights.pop(op, None)
+            self._menus.pop(op, None)
+            self._weights_version += 1
         return self._options[op]
 
     # -- groups and the work still expected --------------------------------------------
@@ -500,7 +565,7 @@ class Scheduler:
         """Adds (sign 1) or removes (-1) a group's share of the run-wide counters."""
         if grp.done:
             return
-        if any(grp.unfinished[s] > 0 for s in self._sources):
+        if self._before_source(grp):
             self._pre_source += sign
             return
         for i, left in enumerate(grp.unfinished):
@@ -511,10 +576,23 @@ class Scheduler:
     def _change(
         self, grp: _Group, op_index: int, created: int, unfinished: int
     ) -> None:
-        self._account(grp, -1)
-        grp.created[op_index] += created
-        grp.unfinished[op_index] += unfinished
-        self._account(grp, 1)
+        if grp.done or op_index in self._sources or self._before_source(grp):
+            self._account(grp, -1)
+            grp.created[op_index] += created
+            grp.unfinished[op_index] += unfinished
+            self._account(grp, 1)
+        else:  # the common case, one op's counters of a started group move
+            if self._gather[op_index] and created and grp.created[op_index] == 0:
+                self._gather_missing[op_index] -= 1
+            grp.created[op_index] += created
+            grp.unfinished[op_index] += unfinished
+            self._unfinished[op_index] += unfinished
+        grp.version += 1
+        self._version += 1
+
+    def _before_source(self, grp: _Group) -> bool:
+        """True while a group's source invocations have not all ended."""
+        return any(grp.unfinished[s] > 0 for s in self._sources)
 
     def _remaining(
         self, pre: float, unfinished: list[int], missing: list[int]
@@ -563,6 +641,8 @@ class Scheduler:
     def _close_group(self, grp: _Group) -> None:
         self._account(grp, -1)
         grp.done = True
+        grp.version += 1
+        self._version += 1
         if not self.settings.feedback:
             return
         for upstream, downstream in self.pipeline.graph.edges:
@@ -573,12 +653,42 @@ class Scheduler:
                 upstream, downstream, grp.created[v] / grp.created[u]
             )
         self._counts = self._expected_counts()
+        self._counts_version += 1
 
     def open_group(self, group: str, *, slo_s: float) -> None:
         """Gives a group (one video) its own deadline: now plus `slo_s` seconds."""
         grp = self._group(group)
         grp.slo_s = slo_s
         grp.deadline_s = self.clock.now() + slo_s
+        grp.version += 1
+
+    def group_invocations(self, group: str) -> list[Invocation]:
+        """The invocations of a group, in creation order."""
+        grp = self._groups.get(group)
+        return list(grp.members) if grp is not None else []
+
+    def forget_group(self, group: str) -> bool:
+        """Drops a finished group's invocations and attempts from memory.
+
+        For long runs (an archive of thousands of videos): once a group is done and
+        none of its attempts runs any more, nothing about it is needed again.
+
+        Returns:
+            False, and forgets nothing, while the group is not done or one of its
+            attempts has not ended.
+        """
+        grp = self._groups.get(group)
+        if grp is None or not grp.done:
+            return False
+        if any(a.finished_s is None for inv in grp.members for a in inv.attempts):
+            return False
+        for inv in grp.members:
+            self.invocations.pop(inv.id, None)
+            for attempt in inv.attempts:
+                self.attempts.pop(attempt.id, None)
+        del self._groups[group]
+        self._contexts.pop(group, None)
+        return True
 
     def drop_group(self, group: str) -> None:
         """Stops counting a group's work ahead (its source failed for good)."""
@@ -586,11 +696,31 @@ class Scheduler:
         if grp is not None and not grp.done:
             self._account(grp, -1)
             grp.done = True
+            grp.version += 1
+            self._version += 1
 
     # -- life of an invocation ---------------------------------------------------------
 
-    def add(self, inv_id: str, op: str, units: float, group: str | None) -> Invocation:
-        """Creates an invocation and gives it a speculative plan."""
+    def add(
+        self,
+        inv_id: str,
+        op: str,
+        units: float,
+        group: str | None,
+        *,
+        speculate: bool = True,
+    ) -> Invocation:
+        """Creates an invocation and gives it a speculative plan.
+
+        Args:
+            inv_id: Its id (the task run id); its first attempt has the same id.
+            op: The op it runs.
+            units: Its work units.
+            group: The group (video) it belongs to.
+            speculate: Plan it now (True), or when it is marked ready (False): a
+                caller that creates several invocations at one instant, siblings
+                of one fan-out, lets each plan see all of them.
+        """
         if op not in self.pipeline.ops:
             raise ConfigurationError(
                 f"pipeline {self.pipeline.name!r} has no op {op!r}; known ops are "
@@ -600,8 +730,11 @@ class Scheduler:
         now = self.clock.now()
         inv = Invocation(inv_id, op, group or "", max(units, 1e-9), now, seq=self._seq)
         self.invocations[inv_id] = inv
-        self._change(self._group(inv.group), self._index[op], 1, 1)
-        inv.speculative = self.plan(inv)
+        grp = self._group(inv.group)
+        grp.members.append(inv)
+        self._change(grp, self._index[op], 1, 1)
+        if speculate:
+            inv.speculative = self.plan(inv)
         return inv
 
     def mark_ready(self, inv_id: str) -> None:
@@ -610,9 +743,13 @@ class Scheduler:
         if inv.state is not State.WAITING:
             return
         inv.state, inv.pending = State.READY, "first"
-        spec = inv.speculative
-        assert spec is not None
-        self._enqueue(inv, spec)
+        if inv.speculative is None:
+            inv.speculative = self.plan(inv)
+            if not self._waits_seen:
+                ctx = self._context(inv.group)
+                key = self._reuse_key(inv, ctx, (), False, False)
+                inv.fresh = None if key is None else (key, self._ready_for(inv))
+        self._enqueue(inv, inv.speculative)
 
     def cancel(self, inv_id: str, error: str) -> Invocation:
         """Ends an invocation that never ran (its upstream failed)."""
@@ -647,6 +784,8 @@ class Scheduler:
         self._queued_slots[backend] += slots
         self._queued_slot_s[backend] += inv.queued_slot_s
         self._ready[inv.op] += 1
+        self._requests += 1
+        self._live[backend][inv.op] += 1
         self._seq += 1
         inv.token = self._seq
         entry = (0 if front else 1, inv.seq, inv.token, inv)
@@ -659,6 +798,8 @@ class Scheduler:
         self._queued_slots[backend] -= inv.queued_slots
         self._queued_slot_s[backend] -= inv.queued_slot_s
         self._ready[inv.op] -= 1
+        self._requests -= 1
+        self._live[backend][inv.op] -= 1
         inv.queued_on, inv.token = None, 0
 
     def _head(self, backend: str, op: str) -> Invocation | None:
@@ -672,7 +813,10 @@ class Scheduler:
         return None
 
     def _free(self, backend: str) -> int:
-        return self.backends[backend].capacity - self._used[backend]
+        return self._capacity[backend] - self._used[backend]
+
+    def _queued_total(self) -> int:
+        return self._requests
 
     # -- commit ------------------------------------------------------------------------
 
@@ -685,6 +829,8 @@ class Scheduler:
         has free holds that backend: nothing else is committed there this round,
         so it is not starved by smaller ones; its plan counted the wait.
         """
+        if not self._queued_total():
+            return []
         self._round += 1
         self._held.clear()
         self._held_slots.clear()
@@ -716,7 +862,7 @@ class Scheduler:
                 if inv is None:
                     break
             elif inv.round == self._round:
-                self._skip.add(f"{backend}|{inv.op}")
+                self._skip.add((backend, inv.op))
                 continue
             count = self._decide(inv, started)
             taken[inv.op] = taken.get(inv.op, 0) + count
@@ -726,7 +872,8 @@ class Scheduler:
     def _quota(self, backend: str) -> float:
         if not self.settings.priority_commit:
             return INF
-        with_work = sum(1 for op in self._ops if self._head(backend, op) is not None)
+        live = self._live[backend]
+        with_work = sum(1 for op in self._ops if live[op])
         return max(1.0, math.ceil(self._free(backend) / max(1, with_work)))
 
     def _best_op(
@@ -735,7 +882,9 @@ class Scheduler:
         best: tuple[float, ...] | None = None
         chosen = None
         for op in self._ops:
-            if taken.get(op, 0) >= quota or f"{backend}|{op}" in self._skip:
+            if not self._live[backend][op] or taken.get(op, 0) >= quota:
+                continue
+            if (backend, op) in self._skip:
                 continue
             head = self._head(backend, op)
             if head is None:
@@ -765,8 +914,9 @@ class Scheduler:
         for other in self.backends:
             if other == backend:
                 continue
+            live = self._live[other]
             for op in self._ops:
-                if backend not in self._allowed[op]:
+                if not live[op] or backend not in self._allowed[op]:
                     continue
                 head = self._unplanned_head(other, op)
                 if head is None:
@@ -779,17 +929,22 @@ class Scheduler:
         return found
 
     def _unplanned_head(self, backend: str, op: str) -> Invocation | None:
-        """The first live request of a queue not planned yet this round."""
+        """The first live request of a queue another backend should look at now.
+
+        Requests planned already this round, and those that chose to wait for
+        this backend while half their slack has not passed yet, are looked past.
+        """
         queue = self._queues[backend][op]
         planned: list[_Entry] = []
         found = None
+        now = self.clock.now()
         while queue:
             entry = queue[0]
             inv = entry[3]
             if inv.token != entry[2] or inv.queued_on != backend:
                 heapq.heappop(queue)
                 continue
-            if inv.round != self._round:
+            if inv.round != self._round and inv.recheck_s <= now:
                 found = inv
                 break
             planned.append(heapq.heappop(queue))
@@ -806,12 +961,16 @@ class Scheduler:
             plan = replace(plan, wait_s=0.0)  # a kept plan never waits twice
         if plan.wait_s > 0:
             inv.waited = True
-            self._skip.add(f"{inv.queued_on}|{inv.op}")
+            self._skip.add((str(inv.queued_on), inv.op))
             heapq.heappush(self._wakeups, self.clock.now() + plan.wait_s)
             self._enqueue(inv, plan, front=True)
             return 0
         slots = self._slots_of(plan.config)
         if slots > self._free(backend):
+            # Waiting for this backend fits its target for now: other backends
+            # look at it again once half of its slack has passed.
+            slack_s = max(0.0, plan.target_s - plan.predicted_s)
+            inv.recheck_s = self.clock.now() + 0.5 * slack_s
             self._held.add(backend)
             share = slots / max(1, plan.fill)
             self._held_slots[backend] = self._held_slots.get(backend, 0.0) + share
@@ -826,9 +985,33 @@ class Scheduler:
 
     def _commit_plan(self, inv: Invocation) -> Plan:
         spec = inv.speculative
-        if not self.settings.late_commit and inv.pending == "first" and spec:
+        if spec is None or inv.pending != "first":
+            return self.plan(inv, at_commit=True)
+        if not self.settings.late_commit or self._still_fresh(inv, spec):
             return spec
         return self.plan(inv, at_commit=True)
+
+    def _still_fresh(self, inv: Invocation, spec: Plan) -> bool:
+        """True when planning `inv` again now could only give its speculative plan.
+
+        It was made at this very instant, nothing it depends on changed since (the
+        work ahead, the profiles, the invocations ready to share a call), no
+        candidate waited for slots then and its own backend needs no wait now. Waits
+        only grow in between (siblings take slots), so every other candidate can
+        only have got worse.
+        """
+        fresh = inv.fresh
+        if fresh is None or self._probe_due(inv.op):
+            return False
+        key, ready = fresh
+        ctx = self._context(inv.group)
+        if key != self._reuse_key(inv, ctx, (), False, False):
+            return False
+        widest = self._widest_batch[inv.op]
+        if min(widest, ready) != min(widest, self._ready_for(inv)):
+            return False
+        slots = self._slots_of(spec.config)
+        return self._slot_wait_s(spec.config.backend, slots, inv, True) == 0
 
     def _option_for(self, op: str, config: Configuration) -> Option:
         for option in self._options_of(op):
@@ -1058,11 +1241,10 @@ class Scheduler:
             shared=self.settings.shared_feedback,
             invocation_units=attempt.units,
         )
-        seen = self._weights_at.get(attempt.op, 0) + 1
-        self._weights_at[attempt.op] = seen
-        if seen >= WEIGHT_REFRESH:
-            self._weights.pop(attempt.op, None)
-            self._affinity[attempt.op] = self._affinity_of(attempt.op)
+        seen = self._seen.get(attempt.op, 0) + 1
+        self._seen[attempt.op] = seen
+        if seen % MENU_REFRESH == 0:
+            self._refresh(attempt.op)
 
     def take_cancelled(self) -> list[Attempt]:
         """Attempts cancelled since the last call; the caller stops them.
@@ -1111,7 +1293,9 @@ class Scheduler:
 
     def set_startup(self, backend: str, startup_s: float) -> None:
         """Sets the start-up delay the next invocation on `backend` will see."""
-        self._startup[backend] = startup_s
+        if self._startup.get(backend) != startup_s:
+            self._startup[backend] = startup_s
+            self._weights_version += 1
 
     def release(
         self, attempt_id: str, *, error: str, avoid: Collection[str] = ()
@@ -1153,7 +1337,7 @@ class Scheduler:
         until = self._unavailable_until
         return [n for n in self.backends if until.get(n, now) <= now]
 
-    # -- planning ----------------------------------------------------------------------
+    # -- planning -----------------------------------------------------------------
 
     def plan(
         self, inv: Invocation, exclude: Collection[str] = (), *, at_commit: bool = False
@@ -1167,97 +1351,195 @@ class Scheduler:
         invocations ready to join its call, and also at a full call after the
         predicted wait for upstream work to fill it (safe delayed batching).
         """
-        grp = self._group(inv.group)
-        if self.settings.target_scope == "group":
-            remaining = self._remaining_group(grp)
-        else:
-            remaining = self._remaining_run()
-        deadline_s = (
-            self.settings.deadline_s if grp.deadline_s is None else grp.deadline_s
-        )
-        cands = self._candidates(inv, remaining, exclude, at_commit)
-        if not cands:
+        ctx = self._context(inv.group)
+        probing = at_commit and self._probe_due(inv.op)
+        reuse_key = self._reuse_key(inv, ctx, exclude, at_commit, probing)
+        reused = self._reusable(inv, reuse_key, at_commit)
+        if reused is not None:
+            return reused
+        target_s, time_left_s, path = self._target_of(inv, ctx)
+        self._waits_seen = bool(exclude)
+        rows = self._rows(inv, ctx, exclude, at_commit, full=probing)
+        if not rows:
             choose([], 0.0)  # raises the profile error that says how to fix it
-        target = self._target(inv, remaining, deadline_s - self.clock.now(), grp)
-        choice = choose(
-            cands,
-            target.target_s,
-            objective=self.settings.objective,
-            accuracy_floor=self.settings.accuracy_floor,
-            miss_key=self._miss_key(inv.op, remaining[self._index[inv.op]]),
-        )
-        c, probe = choice.candidate, False
-        if at_commit:
-            found = self._probe(inv.op, cands, choice.candidate, target.target_s)
-            if found is not None and not choice.predicted_miss:
-                c, probe = found, True
-        return Plan(
-            target_s=target.target_s,
-            time_left_s=target.time_left_s,
-            path=target.path,
-            config=c.config,
-            predicted_s=c.predicted_s,
-            cost_usd=c.cost_usd,
-            accuracy=c.accuracy,
-            predicted_miss=c.predicted_s > target.target_s,
-            below_floor=choice.below_floor,
-            considered=choice.considered,
-            run_s=c.run_s,
-            fill=c.fill,
-            wait_s=c.wait_s,
-            fastest_s=min(x.predicted_s for x in cands),
+        pick, below_floor = self._pick(inv, rows, target_s, ctx)
+        probe = False
+        if probing and pick[0] <= target_s:
+            found = self._probe(inv.op, rows, pick, target_s)
+            if found is not None:
+                pick, probe = found, True
+        predicted_s, cost_usd, option, run_s, fill, wait_s = pick
+        plan = Plan(
+            target_s=target_s,
+            time_left_s=time_left_s,
+            path=path,
+            config=option.config,
+            predicted_s=predicted_s,
+            cost_usd=cost_usd,
+            accuracy=option.accuracy,
+            predicted_miss=predicted_s > target_s,
+            below_floor=below_floor,
+            considered=len(rows),
+            run_s=run_s,
+            fill=fill,
+            wait_s=wait_s,
+            fastest_s=min(r[0] for r in rows),
             probe=probe,
         )
+        if reuse_key is not None:
+            clean = not self._waits_seen
+            self._last_plan = (reuse_key, self._ready_for(inv), plan, clean)
+        return plan
 
-    def _candidates(
+    def _ready_for(self, inv: Invocation) -> int:
+        return self._ready[inv.op] + (0 if inv.queued_on else 1)
+
+    def _reuse_key(
         self,
         inv: Invocation,
-        remaining: list[float],
+        ctx: _Context,
         exclude: Collection[str],
         at_commit: bool,
-    ) -> list[Candidate]:
-        op = inv.op
-        rem = max(1.0, remaining[self._index[op]])
+        probing: bool,
+    ) -> tuple[object, ...] | None:
+        """What a plan depends on besides the backends' slots and queues."""
+        if probing or exclude or inv.avoid or self._unavailable_until:
+            return None
+        now = self.clock.now()
+        return (inv.op, inv.group, ctx.version, inv.units, now, at_commit, inv.waited)
+
+    def _reusable(
+        self, inv: Invocation, key: tuple[object, ...] | None, at_commit: bool
+    ) -> Plan | None:
+        """The plan just made for a sibling, when it is the one `inv` would get.
+
+        Siblings of one fan-out planned at one instant get the same plan unless the
+        backends changed in between. Only waits grow between them (each sibling
+        queued or committed takes a slot), which can only make other candidates
+        worse; so the sibling's plan still stands while its own backend needs no
+        wait, and, for an op with batched configurations, while the invocations
+        ready to share a call fill it as far as then.
+        """
+        last = self._last_plan
+        if key is None or last is None or last[0] != key:
+            return None
+        plan = last[2]
+        self._waits_seen = not last[3]
+        widest = self._widest_batch[inv.op]
+        if min(widest, last[1]) != min(widest, self._ready_for(inv)):
+            return None
+        slots = self._slots_of(plan.config)
+        if self._slot_wait_s(plan.config.backend, slots, inv, at_commit) > 0:
+            return None
+        return plan
+
+    def _rows(
+        self,
+        inv: Invocation,
+        ctx: _Context,
+        exclude: Collection[str],
+        at_commit: bool,
+        *,
+        full: bool = False,
+    ) -> list[_Row]:
+        """Every candidate of `inv`, priced (see `_Row`)."""
+        op, units = inv.op, inv.units
+        width_of = ctx.remaining[self._index[op]]
         ready = self._ready[op] + (0 if inv.queued_on else 1)
-        waits: dict[str, float] = {}
-        out = []
         closed = self._closed_backends(inv, exclude)
-        for o in self._options_of(op):
-            if o.backend in closed:
+        waits: dict[tuple[str, int], float] = {}
+        may_wait = self.settings.batching and not inv.waited
+        out: list[_Row] = []
+        for o in self._options_of(op) if full else self._menu(op):
+            backend = o.backend
+            if backend in closed:
                 continue
-            batch = o.call_batch
-            run_s = o.s_per_unit() * inv.units * batch
-            base_s = self._startup[o.backend] + run_s * self._margin(op, o, rem)
-            key = f"{o.backend}|{o.slots}"
+            key = (backend, o.slots)
             wait_s = waits.get(key)
             if wait_s is None:
                 wait_s = waits[key] = self._slot_wait_s(
-                    o.backend, o.slots, inv, at_commit
+                    backend, o.slots, inv, at_commit
                 )
+                self._waits_seen |= wait_s > 0
             if wait_s == INF:
                 continue
-            fill = min(batch, ready)
+            prof, batch = o.profile, o.call_batch
+            spu = prof.seed_s_per_unit * o.drift.get(backend, 1.0) * prof.residual
+            run_s = spu * units * batch
+            base_s = self._startup[backend] + run_s * self._margin(op, o, width_of)
             usd = o.usd(run_s)
-            out.append(
-                Candidate(
-                    o.config, base_s + wait_s, usd / fill, o.accuracy, run_s, fill
-                )
-            )
-            if batch > fill and not inv.waited:
+            fill = batch if batch <= ready else ready
+            out.append((base_s + wait_s, usd / fill, o, run_s, fill, 0.0))
+            if batch > fill and may_wait:
                 fill_s = self._fill_wait_s(op, batch - fill)
                 if fill_s < INF:
-                    out.append(
-                        Candidate(
-                            o.config,
-                            base_s + max(wait_s, fill_s),
-                            usd / batch,
-                            o.accuracy,
-                            run_s,
-                            batch,
-                            fill_s,
-                        )
-                    )
+                    late_s = base_s + (wait_s if wait_s > fill_s else fill_s)
+                    out.append((late_s, usd / batch, o, run_s, batch, fill_s))
         return out
+
+    def _pick(
+        self, inv: Invocation, rows: list[_Row], target_s: float, ctx: _Context
+    ) -> tuple[_Row, bool]:
+        """The row the objective chooses, and whether none met the accuracy floor."""
+        floor = self.settings.accuracy_floor
+        eligible = [r for r in rows if r[2].accuracy >= floor]
+        below_floor = not eligible
+        if below_floor:
+            best = max(r[2].accuracy for r in rows)
+            eligible = [r for r in rows if r[2].accuracy == best]
+        objective = self.settings.objective
+        if callable(objective):
+            return self._pick_callable(eligible, target_s, objective), below_floor
+        if objective == "latency":
+            return min(eligible, key=_by_latency), below_floor
+        if objective == "cheapest":
+            return min(eligible, key=_by_cost), below_floor
+        if objective != "cost":
+            choose([], 0.0, objective=objective)  # raises the objective error
+        fitting = [r for r in eligible if r[0] <= target_s]
+        if fitting:
+            return min(fitting, key=_by_cost), below_floor
+        left = max(1.0, ctx.remaining[self._index[inv.op]])
+        return min(eligible, key=lambda r: self._miss_key(r, left)), below_floor
+
+    @staticmethod
+    def _pick_callable(
+        rows: list[_Row],
+        target_s: float,
+        objective: Callable[[list[Candidate], float], Candidate],
+    ) -> _Row:
+        cands = [
+            Candidate(r[2].config, r[0], r[1], r[2].accuracy, r[3], r[4], r[5])
+            for r in rows
+        ]
+        chosen = objective(cands, target_s)
+        for cand, row in zip(cands, rows, strict=True):
+            if cand is chosen:
+                return row
+        for cand, row in zip(cands, rows, strict=True):
+            if cand == chosen:
+                return row
+        raise ConfigurationError(
+            "an objective callable must return one of the candidates it was given, "
+            f"but returned {chosen!r}"
+        )
+
+    def _miss_key(self, row: _Row, left: float) -> tuple[float, float]:
+        """How late a candidate leaves the op's work when no target can be met.
+
+        The published method takes the fastest invocation. This key takes the one
+        that finishes soonest, waits for slots included (earliest finish, which
+        spreads late work over every backend), but charges a configuration that
+        holds several slots for the slots it takes from the op's other remaining
+        invocations: holding two slots to run 1.7x faster finishes the op's work
+        later while more invocations wait than there are slots, and sooner only
+        when the invocation is nearly alone.
+        """
+        option = row[2]
+        slots = option.slots / option.call_batch
+        capacity = self.backends[option.backend].capacity
+        charge = min(max(1.0, slots), max(1.0, left * slots / capacity))
+        return row[0] * charge, row[1]
 
     def _closed_backends(
         self, inv: Invocation, exclude: Collection[str]
@@ -1276,18 +1558,24 @@ class Scheduler:
         most what the backend runs at once), the slowest stays below the quantile
         ``tail_quantile ** (1 / width)`` of one with chance `tail_quantile`. The
         error of a prediction is taken as lognormal with the spread the store
-        learned for the op on that backend.
+        learned for the op on that backend (read again every `MENU_REFRESH`
+        observations of the op).
         """
         if not self.settings.fanout_quantile:
             return 1.0
         capacity = self.backends[option.backend].capacity
         parallel = capacity / option.slots * option.call_batch
-        width = max(1, int(min(parallel, remaining)))
-        z = self._z_by_width.get(width)
-        if z is None:
-            q = self.settings.tail_quantile ** (1.0 / width)
-            z = self._z_by_width[width] = NormalDist().inv_cdf(q)
-        return math.exp(z * self.store.spread(op, option.backend))
+        width = int(parallel if parallel < remaining else remaining)
+        key = (op, option.backend, width if width > 1 else 1)
+        margin = self._margins.get(key)
+        if margin is None:
+            z = self._z_by_width.get(key[2])
+            if z is None:
+                q = self.settings.tail_quantile ** (1.0 / key[2])
+                z = self._z_by_width[key[2]] = NormalDist().inv_cdf(q)
+            margin = math.exp(z * self.store.spread(op, option.backend))
+            self._margins[key] = margin
+        return margin
 
     def _slot_wait_s(
         self, backend: str, slots: int, inv: Invocation, at_commit: bool
@@ -1307,8 +1595,7 @@ class Scheduler:
             ahead_s = self._queued_slot_s[backend] - (
                 inv.queued_slot_s if mine else 0.0
             )
-        free = capacity - self._used[backend]
-        need = slots + ahead - free
+        need = slots + ahead - (capacity - self._used[backend])
         if need <= 1e-9:
             return 0.0
         ends, now = self._ends[backend], self.clock.now()
@@ -1327,48 +1614,36 @@ class Scheduler:
         Each running upstream invocation is expected to make the edge's learned
         rate of them when it ends; INF when the running ones cannot make enough.
         """
-        events: list[tuple[float, float]] = []
-        for upstream in self._upstream[op]:
-            if self.pipeline.ops[upstream].gather:
-                continue
-            rate = self.store.edge_rates.get(
-                (upstream, op), self.pipeline.edge_rate(upstream, op)
-            )
-            events += [(end, rate) for end in self._op_ends[upstream][:64]]
-        events.sort()
         made, now = 0.0, self.clock.now()
-        for end_s, rate in events:
+        for end_s, rate in self._upstream_ends(op):
             made += rate
             if made >= need:
                 return max(end_s - now, 1e-3)
         return INF
 
-    def _miss_key(self, op: str, remaining: float) -> Callable[[Candidate], float]:
-        """How late a candidate leaves the op's work when no target can be met.
-
-        The published method takes the fastest invocation. This key takes the one
-        that finishes soonest, waits for slots included (earliest finish, which
-        spreads late work over every backend), but charges a configuration that
-        holds several slots for the slots it takes from the op's other remaining
-        invocations: holding two slots to run 1.7x faster finishes the op's work
-        later while more invocations wait than there are slots, and sooner only
-        when the invocation is nearly alone.
-        """
-        left = max(1.0, remaining)
-
-        def key(c: Candidate) -> float:
-            config = c.config
-            slots = self._slots_of(config) / config.call_batch
-            capacity = self.backends[config.backend].capacity
-            return c.predicted_s * min(
-                max(1.0, slots), max(1.0, left * slots / capacity)
+    def _upstream_ends(self, op: str) -> Iterator[tuple[float, float]]:
+        """Predicted ends of running upstream calls, soonest first, with their rate."""
+        streams = []
+        for upstream in self._upstream[op]:
+            ends = self._op_ends[upstream]
+            if not ends or self._gather[self._index[upstream]]:
+                continue
+            rate = self.store.edge_rates.get(
+                (upstream, op), self.pipeline.edge_rate(upstream, op)
             )
+            streams.append(zip(ends, itertools.repeat(rate)))
+        if len(streams) == 1:
+            return streams[0]
+        return heapq.merge(*streams)
 
-        return key
+    def _probe_due(self, op: str) -> bool:
+        s = self.settings
+        done = self._decisions[op]
+        return s.retry_abandoned and s.objective == "cost" and done % s.retry_every == 0
 
     def _probe(
-        self, op: str, cands: list[Candidate], chosen: Candidate, target_s: float
-    ) -> Candidate | None:
+        self, op: str, rows: list[_Row], chosen: _Row, target_s: float
+    ) -> _Row | None:
         """A configuration not chosen for long, to re-try now and then.
 
         Every `retry_every` decisions of an op, a candidate that fits the target,
@@ -1378,56 +1653,91 @@ class Scheduler:
         chance gets the observation that corrects it.
         """
         s = self.settings
-        done = self._decisions[op]
-        if not s.retry_abandoned or s.objective != "cost" or done % s.retry_every:
-            return None
-        stale_before = done - 4 * s.retry_every
+        stale_before = self._decisions[op] - 4 * s.retry_every
         best: tuple[int, float] | None = None
         found = None
-        for c in cands:
-            if c.config == chosen.config or c.wait_s > 0 or c.predicted_s > target_s:
+        for row in rows:
+            option = row[2]
+            if option is chosen[2] or row[5] > 0 or row[0] > target_s:
                 continue
-            if c.accuracy < s.accuracy_floor:
+            if option.accuracy < s.accuracy_floor:
                 continue
-            if c.cost_usd > (1 + s.retry_margin) * chosen.cost_usd:
+            if row[1] > (1 + s.retry_margin) * chosen[1]:
                 continue
-            last = self._last_used.get((op, c.config), 0)
+            last = self._last_used.get((op, option.config), 0)
             if last > stale_before:
                 continue
-            if best is None or (last, c.cost_usd) < best:
-                best, found = (last, c.cost_usd), c
+            if best is None or (last, row[1]) < best:
+                best, found = (last, row[1]), row
         return found
 
-    # -- targets and the weight of work ahead ------------------------------------------
+    # -- targets and the weight of work ahead -------------------------------------
 
-    def _target(
-        self, inv: Invocation, remaining: list[float], time_left_s: float, grp: _Group
-    ) -> Target:
+    def _context(self, group: str) -> _Context:
+        """Work ahead for an invocation of `group`, cached until something changes."""
+        grp = self._group(group)
+        scoped = self.settings.target_scope == "group"
+        version = (
+            grp.version if scoped else self._version,
+            self._counts_version,
+            self._weights_version,
+        )
+        key = group if scoped else ""
+        cached = self._contexts.get(key)
+        if cached is not None and cached.version == version:
+            return cached
+        remaining = self._remaining_group(grp) if scoped else self._remaining_run()
+        deadline_s = (
+            self.settings.deadline_s if grp.deadline_s is None else grp.deadline_s
+        )
+        ctx = _Context(version, remaining, deadline_s, grp.slo_s)
+        if len(self._contexts) > 4096:  # groups long done keep no context
+            self._contexts.clear()
+        self._contexts[key] = ctx
+        return ctx
+
+    def _target_of(
+        self, inv: Invocation, ctx: _Context
+    ) -> tuple[float, float, tuple[str, ...]]:
+        """The invocation's target, the time left and the path that set it."""
+        time_left_s = ctx.deadline_s - self.clock.now()
         shares = self.settings.static_shares
         if shares is not None:
-            slo_s = grp.slo_s if grp.slo_s is not None else self.settings.deadline_s
-            return Target(slo_s * shares.get(inv.op, 0.0), time_left_s, (inv.op,), 0.0)
-        stages = {}
+            slo_s = ctx.slo_s if ctx.slo_s is not None else self.settings.deadline_s
+            return slo_s * shares.get(inv.op, 0.0), time_left_s, (inv.op,)
+        basis = self._stage_of(ctx, inv.op)
         own_s = 0.0
-        for i, x in enumerate(self._ops):
-            if remaining[i] <= 0 and x != inv.op:
-                continue
-            units = self.store.units_per_invocation(x)
-            estimate, option = self._stage(x, remaining[i], units)
-            if estimate is None:
-                continue
-            stages[x] = estimate
-            if x == inv.op and option is not None:
-                own_s = self._call_s(option, inv.units) * self._margin(
-                    x, option, max(1.0, remaining[i])
-                )
-        return invocation_target(
-            self.pipeline, inv.op, own_s, time_left_s, stages, self._paths[inv.op]
-        )
+        if basis[1] is not None:
+            own_s = self._call_s(basis[1], inv.units) * basis[2]
+        sums = ctx.sums.get(inv.op)
+        if sums is None:
+            sums = ctx.sums[inv.op] = [
+                (sum(self._stage_of(ctx, x)[0] for x in path), path)
+                for path in self._paths[inv.op]
+            ]
+        left = time_left_s if time_left_s > 0 else 0.0
+        best_s, best_path = INF, self._paths[inv.op][0]
+        for ahead_s, path in sums:
+            ahead_s = ahead_s if ahead_s > own_s else own_s
+            target_s = left * own_s / ahead_s if ahead_s > 0 else left
+            if target_s < best_s:
+                best_s, best_path = target_s, path
+        return best_s, time_left_s, best_path
+
+    def _stage_of(self, ctx: _Context, op: str) -> tuple[float, Option | None, float]:
+        """The op's weight in a context, computed when first needed."""
+        found = ctx.stages.get(op)
+        if found is None:
+            units = self.store.units_per_invocation(op)
+            found = self._stage(op, ctx.remaining[self._index[op]], units)
+            ctx.stages[op] = found
+        return found
 
     def _call_s(self, option: Option, units: float) -> float:
         """Predicted latency of one call of `option` on invocations of `units`."""
-        run_s = option.s_per_unit() * units * option.call_batch
+        prof = option.profile
+        spu = prof.seed_s_per_unit * option.drift.get(option.backend, 1.0)
+        run_s = spu * prof.residual * units * option.call_batch
         return self._startup[option.backend] + run_s
 
     def _estimate(
@@ -1442,56 +1752,94 @@ class Scheduler:
 
     def _stage(
         self, op: str, remaining: float, units: float
-    ) -> tuple[StageEstimate | None, Option | None]:
-        """The op's remaining work and the option that stands for it."""
+    ) -> tuple[float, Option | None, float]:
+        """Seconds of the op's remaining work, the option standing for it, margin."""
         basis = self.settings.weight_basis
         option: Option | None = None
         if basis == "chosen":
             last = self._last_config.get(op)
             if last is not None:
-                option = next(
-                    (o for o in self._options_of(op) if o.config == last), None
-                )
+                option = self._option_by_config(op, last)
         if option is None and basis in ("chosen", "fastest"):
             option = self._fastest_rate(op)
-        estimate: StageEstimate | None = None
         if option is not None:
-            estimate = self._estimate(option, remaining, units)
+            stage_s = self._stage_s(option, remaining, units)
         else:
-            estimate, option = self._clearing_soonest(op, remaining, units)
-        if estimate is None or option is None:
-            return None, None
-        margin = self._margin(op, option, max(1.0, remaining))
-        if margin != 1.0:
-            estimate = replace(estimate, invocation_s=estimate.invocation_s * margin)
-        return estimate, option
+            stage_s, option = self._clearing_soonest(op, remaining, units)
+        if option is None:
+            return 0.0, None, 1.0
+        margin = self._margin(op, option, remaining if remaining > 1.0 else 1.0)
+        return stage_s * margin, option, margin
+
+    def _stage_s(self, option: Option, remaining: float, units: float) -> float:
+        """`StageEstimate.stage_s` of the op's remaining work on `option`."""
+        calls = remaining / option.call_batch
+        if calls <= 0:
+            return 0.0
+        parallel = self.backends[option.backend].capacity / option.slots
+        width = parallel if parallel < calls else calls
+        return calls * self._call_s(option, units) / (width if width > 1.0 else 1.0)
+
+    def _option_by_config(self, op: str, config: Configuration) -> Option | None:
+        for option in self._options_of(op):
+            if option.config == config:
+                return option
+        return None
 
     def _clearing_soonest(
         self, op: str, remaining: float, units: float
-    ) -> tuple[StageEstimate | None, Option | None]:
+    ) -> tuple[float, Option | None]:
         """Robust weight: the option that clears the op's remaining work soonest.
 
         Taken across backends, it changes smoothly with the work left (a wide CPU
         backend while many invocations remain, a fast GPU for the last few) and
         does not jump with the configuration last chosen.
         """
-        best: StageEstimate | None = None
+        options = self._weight_options(op)
+        if len(options) == 1:
+            return self._stage_s(options[0], remaining, units), options[0]
+        best: tuple[float, float] | None = None
         found: Option | None = None
-        for option in self._weight_options(op):
-            estimate = self._estimate(option, remaining, units)
-            if best is None or (estimate.stage_s, estimate.invocation_s) < (
-                best.stage_s,
-                best.invocation_s,
-            ):
-                best, found = estimate, option
-        return best, found
+        for option in options:
+            key = (self._stage_s(option, remaining, units), self._call_s(option, units))
+            if best is None or key < best:
+                best, found = key, option
+        return (best[0] if best else 0.0), found
+
+    def _refresh(self, op: str) -> None:
+        """Reads an op's profiles again into its menu, weights, affinity and margins."""
+        self._menus.pop(op, None)
+        self._weights.pop(op, None)
+        self._affinity[op] = self._affinity_of(op)
+        for key in [k for k in self._margins if k[0] == op]:
+            del self._margins[key]
+        self._weights_version += 1
+
+    def _menu(self, op: str) -> list[Option]:
+        """The op's options without those another beats on every count.
+
+        An option is left out when another on the same backend, with the same slots,
+        call batch and price per second, is predicted at least as fast and at least
+        as accurate. Which are left out is read again every `MENU_REFRESH`
+        observations of the op (a re-try of abandoned configurations prices them
+        all).
+        """
+        cached = self._menus.get(op)
+        if cached is not None:
+            return cached
+        if callable(self.settings.objective):
+            kept = list(self._options_of(op))
+        else:
+            kept = _undominated(self._options_of(op))
+        self._menus[op] = kept
+        return kept
 
     def _weight_options(self, op: str) -> list[Option]:
         """Options that can clear the op's work soonest for some amount of work.
 
         Those meeting the accuracy floor (all, if none does), without the ones
-        slower per call and per slot-second than another; rebuilt after every
-        `WEIGHT_REFRESH` observations of the op.
+        slower per call and per slot-second than another; read again every
+        `MENU_REFRESH` observations of the op.
         """
         cached = self._weights.get(op)
         if cached is not None:
@@ -1503,7 +1851,8 @@ class Scheduler:
         scored = []
         for o in eligible:
             call_s = self._call_s(o, units)
-            rate = call_s * o.slots / (self.backends[o.backend].capacity * o.call_batch)
+            capacity = self.backends[o.backend].capacity
+            rate = call_s * o.slots / (capacity * o.call_batch)
             scored.append((call_s, rate, o))
         scored.sort(key=lambda t: (t[0], t[1]))
         kept, best_rate = [], INF
@@ -1512,7 +1861,6 @@ class Scheduler:
                 kept.append(o)
                 best_rate = rate
         self._weights[op] = kept
-        self._weights_at[op] = 0
         return kept
 
     def _fastest_rate(self, op: str) -> Option | None:
@@ -1557,9 +1905,10 @@ class Scheduler:
         out = {}
         for i, op in enumerate(self._ops):
             units = self.store.units_per_invocation(op)
-            estimate, _ = self._stage(op, remaining[i], units)
-            if estimate is not None:
-                out[op] = estimate
+            _, option, margin = self._stage(op, remaining[i], units)
+            if option is not None:
+                estimate = self._estimate(option, remaining[i], units)
+                out[op] = replace(estimate, invocation_s=estimate.invocation_s * margin)
         return out
 
     def used_slots(self) -> dict[str, int]:
@@ -1568,4 +1917,4 @@ class Scheduler:
 
     def queued(self) -> int:
         """Requests (first attempts, retries, duplicates) waiting in the queues."""
-        return sum(self._ready.values())
+        return self._requests

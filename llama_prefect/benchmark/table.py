@@ -1,0 +1,94 @@
+"""Plain-text tables of a benchmark report, as `llama-prefect bench` prints them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+COLUMNS = (
+    ("policy", "{:<17}"),
+    ("drift", "{:>5}"),
+    ("level", "{:>5}"),
+    ("slo_s", "{:>7}"),
+    ("attainment", "{:>7}"),
+    ("p50_s", "{:>7}"),
+    ("p95_s", "{:>7}"),
+    ("cost_usd", "{:>9}"),
+    ("x_oracle", "{:>8}"),
+    ("x_oracle_met", "{:>8}"),
+)
+HEADER = (
+    "policy",
+    "drift",
+    "level",
+    "slo_s",
+    "attain",
+    "p50_s",
+    "p95_s",
+    "cost_usd",
+    "x_orcl",
+    "x_o_met",
+)
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None:
+        return fmt.format("-")
+    if isinstance(value, float):
+        text = f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+        return fmt.format(text)
+    return fmt.format(str(value))
+
+
+def rows_table(rows: Iterable[dict[str, Any]]) -> str:
+    """The rows of a report as aligned columns."""
+    head = " ".join(fmt.format(h) for (_, fmt), h in zip(COLUMNS, HEADER, strict=True))
+    lines = [head]
+    for row in rows:
+        lines.append(" ".join(_cell(row.get(key), fmt) for key, fmt in COLUMNS))
+    return "\n".join(lines)
+
+
+def simulated_tables(report: dict[str, Any]) -> str:
+    """Every table of a simulated benchmark report."""
+    out = []
+    for name, w in report["workloads"].items():
+        cal = w["calibration"]
+        out.append(
+            f"== workload {name} (accuracy floor {w['floor']}); Llama-fast p95 "
+            f"{cal['fast_p95_s']} s, Llama-cheap p95 {cal['cheap_p95_s']} s; "
+            "SLO levels " + ", ".join(f"{k}: {v} s" for k, v in w["slo_levels"].items())
+        )
+        rows = sorted(w["rows"], key=lambda r: (r["drift"], r["level"], r["policy"]))
+        out.append(rows_table(rows))
+        out.append("-- ablations (middle level, drift 1.3)")
+        out.append(rows_table(w["ablations"]))
+        out.append("-- injected failures (middle level, no drift)")
+        out.append(rows_table(w["failures"]))
+        out.append(
+            "-- static plan tuned on the street archive, run on the busy one "
+            "(drift 1.3)"
+        )
+        out.append(
+            rows_table(sorted(w["transfer"], key=lambda r: (r["level"], r["policy"])))
+        )
+        out.append(
+            "-- baselines over Llama (mean latency, billed cost; paper: 7.8x, 16x)"
+        )
+        for drift, per in w["vs_baselines"].items():
+            if drift == "paper":
+                continue
+            cells = ", ".join(
+                f"{b} {v.get('latency_x')}x / {v.get('cost_x')}x"
+                for b, v in per.items()
+            )
+            out.append(f"{drift}: {cells}")
+        t = w["targets"]
+        out.append(
+            "-- targets (levels >= 0.25): min attainment "
+            f"{t['min_attainment_llama_upper_levels']}, max x_oracle "
+            f"{t['max_x_oracle_llama_upper_levels']}, max x_oracle_met "
+            f"{t['max_x_oracle_met_llama_upper_levels']}"
+        )
+        out.append("")
+    return "\n".join(out)
