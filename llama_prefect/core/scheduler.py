@@ -91,6 +91,7 @@ class State(enum.Enum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    HELD = "held"
 
 
 @dataclass(frozen=True)
@@ -339,6 +340,9 @@ class Settings:
         retries: Re-plans after failures per invocation (0: none).
         straggler_factor: Running this many times its prediction makes a straggler.
         straggler_floor: Never a straggler before this many times its prediction.
+        straggler_min_s: Never a straggler before this many seconds (0: no such
+            bound; the runner sets 1 s, as the fixed time of starting a task run
+            dominates shorter invocations).
         shared_feedback: Feedback moves the drift shared by an op's configurations
             on a backend (True) or only the configuration that ran (published).
         retry_abandoned: Now and then try a configuration not chosen for long.
@@ -372,6 +376,7 @@ class Settings:
     retries: int = 2
     straggler_factor: float = 2.0
     straggler_floor: float = 1.5
+    straggler_min_s: float = 0.0
     shared_feedback: bool = True
     retry_abandoned: bool = True
     retry_every: int = 25
@@ -1114,7 +1119,8 @@ class Scheduler:
 
         Ours: ``straggler_factor`` (2) times its predicted latency, but no later than
         the last moment at which a fresh attempt on the fastest configuration could
-        still meet its target, and never before ``straggler_floor`` (1.5) times.
+        still meet its target, and never before ``straggler_floor`` (1.5) times, nor
+        before ``straggler_min_s`` seconds.
         """
         if not self.settings.duplication:
             return
@@ -1125,6 +1131,7 @@ class Scheduler:
             s.straggler_factor * predicted_s,
             max(s.straggler_floor * predicted_s, lost_s),
         )
+        after_s = max(after_s, s.straggler_min_s)
         attempt.duplicate_at_s = attempt.started_s + after_s
         self._seq += 1
         heapq.heappush(self._watch, (attempt.duplicate_at_s, self._seq, attempt))
@@ -1138,6 +1145,7 @@ class Scheduler:
         ok: bool,
         error: str | None = None,
         retriable: bool = True,
+        hold: bool = False,
     ) -> Attempt:
         """Records the end of an attempt, learns from it and delivers or re-plans.
 
@@ -1149,6 +1157,10 @@ class Scheduler:
             error: What went wrong, when it failed.
             retriable: False for a deterministic failure (a corrupt input): the
                 invocation fails at once, without a retry.
+            hold: On a failure with no other attempt alive, hold the invocation
+                (state HELD) instead of retrying it or failing it: the caller decides
+                with `resume` or `give_up` (the runner lets the task's own retries
+                decide).
 
         Returns:
             The attempt. An attempt that was cancelled, or had ended already, only
@@ -1170,7 +1182,7 @@ class Scheduler:
         if ok:
             self._win(attempt)
         else:
-            self._fail(attempt, error, retriable)
+            self._fail(attempt, error, retriable, hold)
         return attempt
 
     def _release(self, attempt: Attempt) -> None:
@@ -1204,18 +1216,26 @@ class Scheduler:
             self._dequeue(inv)
             inv.pending = None
 
-    def _fail(self, attempt: Attempt, error: str | None, retriable: bool) -> None:
+    def _fail(
+        self, attempt: Attempt, error: str | None, retriable: bool, hold: bool
+    ) -> None:
         inv = attempt.invocation
         attempt.state, attempt.error = State.FAILED, error
         inv.failures += 1
         if not retriable:
             self._cancel_others(inv, None)
-            self._end(inv, State.FAILED, error)
+            if hold:
+                inv.state, inv.error = State.HELD, error
+            else:
+                self._end(inv, State.FAILED, error)
             return
         if any(a.state is State.RUNNING for a in inv.attempts):
             return  # another attempt may still deliver
         if inv.pending is not None:
             return  # a duplicate is already queued: it is the retry
+        if hold:
+            inv.state, inv.error = State.HELD, error
+            return
         if inv.failures <= self.settings.retries:
             inv.state, inv.pending = State.READY, "retry"
             self._enqueue(inv, self.plan(inv), front=True)
@@ -1245,6 +1265,56 @@ class Scheduler:
         self._seen[attempt.op] = seen
         if seen % MENU_REFRESH == 0:
             self._refresh(attempt.op)
+
+    def resume(self, inv_id: str) -> bool:
+        """Plans a held invocation again (its caller retries it); True if it was."""
+        inv = self.invocations[inv_id]
+        if inv.state is not State.HELD:
+            return False
+        inv.state, inv.pending = State.READY, "retry"
+        self._enqueue(inv, self.plan(inv), front=True)
+        return True
+
+    def give_up(self, inv_id: str, error: str) -> Invocation:
+        """Ends an invocation as failed, whatever it was doing (its caller gave up).
+
+        Running attempts are cancelled (see `take_cancelled`), queued requests drop.
+        """
+        inv = self.invocations[inv_id]
+        if inv.state in (State.DONE, State.FAILED):
+            return inv
+        self._cancel_others(inv, None)
+        self._end(inv, State.FAILED, error)
+        return inv
+
+    def settle(self, inv_id: str) -> Invocation:
+        """Ends an invocation as done without an attempt's result.
+
+        For a task run its engine completed without calling the body (a cached
+        result): nothing is learned; running attempts are cancelled.
+        """
+        inv = self.invocations[inv_id]
+        if inv.state in (State.DONE, State.FAILED):
+            return inv
+        self._cancel_others(inv, None)
+        inv.finished_s = self.clock.now()
+        self._end(inv, State.DONE, None)
+        return inv
+
+    def withdraw(self, attempt_id: str) -> Attempt:
+        """Ends an attempt that never started (its task run ended first).
+
+        Its slots are given back at once; it costs nothing and teaches nothing.
+        """
+        attempt = self.attempts[attempt_id]
+        if attempt.finished_s is not None:
+            return attempt
+        attempt.finished_s = self.clock.now()
+        attempt.observed_s, attempt.cost_usd = 0.0, 0.0
+        if attempt.state is State.RUNNING:
+            attempt.state = State.CANCELLED
+        self._release(attempt)
+        return attempt
 
     def take_cancelled(self) -> list[Attempt]:
         """Attempts cancelled since the last call; the caller stops them.

@@ -112,6 +112,12 @@ class TestStragglers:
         assert first.duplicate_at_s == pytest.approx(3.3)
         assert sched.next_event_s() == pytest.approx(3.3)
 
+    def test_no_straggler_before_the_minimum_seconds(self):
+        # The same lone detect: 3.3 s by its prediction, 5 s at the least.
+        sched, first = self._started(SimClock(), straggler_min_s=5.0)
+        assert first.duplicate_at_s == pytest.approx(5.0)
+        assert sched.next_event_s() == pytest.approx(5.0)
+
     def test_a_loose_target_waits_twice_the_prediction(self):
         clock = SimClock()
         sched = _scheduler(deadline_s=1000.0, clock=clock)
@@ -692,3 +698,53 @@ class TestRefusals:
         _ready(sched, "d2")
         (attempt,) = sched.commit_ready()
         assert attempt.plan.config == DETECT_GPU
+
+
+class TestCallerDecides:
+    """The runner's side: hold a failed invocation, then resume or give up."""
+
+    def test_a_held_failure_waits_for_the_caller(self):
+        sched = _scheduler()
+        _ready(sched, "d1")
+        (first,) = sched.commit_ready()
+        sched.finish(first.id, ok=False, error="boom", hold=True)
+        inv = sched.invocations["d1"]
+        assert inv.state is State.HELD and sched.queued() == 0
+        assert sched.remaining_invocations("v1")["detect"] == 1  # still expected
+        assert sched.resume("d1")
+        (retry,) = sched.commit_ready()
+        assert (retry.kind, retry.number) == ("retry", 2)
+        sched.finish(retry.id, ok=True)
+        assert inv.state is State.DONE and inv.winner is retry
+
+    def test_a_held_deterministic_failure_cancels_its_duplicate(self):
+        clock = SimClock()
+        sched = _scheduler(deadline_s=4.56, clock=clock)
+        _ready(sched, "d1")
+        (first,) = sched.commit_ready()
+        clock.advance(3.3)
+        sched.poll()
+        (dup,) = sched.commit_ready()
+        sched.finish(first.id, ok=False, error="corrupt", retriable=False, hold=True)
+        assert sched.take_cancelled() == [dup]
+        assert sched.invocations["d1"].state is State.HELD
+
+    def test_give_up_ends_it_and_resume_no_longer_applies(self):
+        sched = _scheduler()
+        _ready(sched, "d1")
+        (first,) = sched.commit_ready()
+        sched.finish(first.id, ok=False, error="boom", hold=True)
+        inv = sched.give_up("d1", "the task's retries are used up")
+        assert inv.state is State.FAILED and not sched.resume("d1")
+        assert sched.remaining_invocations("v1")["detect"] == 0
+
+    def test_settle_ends_it_as_done_without_learning(self):
+        sched = _scheduler()
+        _ready(sched, "d1")
+        (first,) = sched.commit_ready()
+        sched.withdraw(first.id)  # its task run ended before the body ran
+        assert sched.used_slots() == {CPU: 0, GPU: 0}
+        inv = sched.settle("d1")
+        assert inv.state is State.DONE
+        assert sched.store.profile("detect", first.plan.config).observations == 0
+        assert first.cost_usd == 0.0
