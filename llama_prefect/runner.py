@@ -16,22 +16,40 @@ holds for the blocks a run names (``backend_settings``, ``price_catalog``,
 ``profile_store``, see `llama_prefect.blocks`): they are read when the first task is
 submitted, so a deployment switches backends, prices or profiles by a parameter.
 
-Remote backends (`RemoteBackend`: Lambda, a GPU work pool) are given with
-``backends=``. Their invocations still run through the local task engine; the engine
-calls a proxy body (`llama_prefect.proxy`) that sends the op body, its arguments and
-its configuration to the backend. When the backend throttles, times out or has no
-capacity, the proxy hands the invocation back to the scheduler, which plans it again,
-on another backend where the plan says so, inside the same task run.
+Every invocation stays its own task run: the engine calls a proxy body
+(`llama_prefect.proxy.InvocationBody`) that runs the invocation's attempts in worker
+threads and returns the first result. That is where the scheduler's mechanisms act
+inside the task run:
+
+* a straggler (past its straggler time, and never before `STRAGGLER_MIN_S`) gets a
+  duplicate, planned and committed again (the runner polls the scheduler when its
+  next straggler check is due); the first result wins and the other attempt is
+  cancelled: one that has not started never runs, one that runs (a thread cannot be
+  stopped) runs on, keeps its slot until it ends, and its result is dropped;
+* the task's own retries (Prefect's ``retries`` and ``retry_condition_fn``) call the
+  body again, and each retry is planned again with fresh state; a failure the task
+  does not retry fails the task run as with Prefect's own runners;
+* invocations committed together in one batched call (a ``call_batch`` knob and an
+  op with ``batch_fn``) share one call of the batched body, each taking its slice
+  (in this process; on a remote backend each invocation makes its own call);
+* remote backends (`RemoteBackend`: Lambda, a GPU work pool, given with
+  ``backends=``) get the op body, its arguments and its configuration; when one
+  throttles, times out or has no capacity the attempt is handed back and the
+  invocation is planned again, on another backend where the plan says so, unless
+  none is left or it was refused `MAX_REPLANS` times;
+* injected failures and stragglers (``inject_*``) happen to first attempts.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextvars
+import functools
 import importlib
 import inspect
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -44,25 +62,34 @@ from prefect.task_runners import TaskRunner
 from prefect.utilities.collections import visit_collection
 
 from llama_prefect import metering, s3
-from llama_prefect.backends.base import Backend, RemoteBackend
+from llama_prefect.backends.base import Backend, RemoteBackend, RemoteCall
 from llama_prefect.backends.cloud import backends_from_env
 from llama_prefect.backends.local import LOCAL_CPU, LOCAL_GPU, local_cpu, local_gpu
 from llama_prefect.core.clock import RealClock
 from llama_prefect.core.pipeline import Pipeline
 from llama_prefect.core.pricing import PriceCatalog
 from llama_prefect.core.profiles import ProfileStore
-from llama_prefect.core.scheduler import Attempt, BackendSlots, Scheduler, Settings
-from llama_prefect.errors import (
-    ConfigurationError,
-    ReplanError,
-    TransientError,
-    is_deterministic,
+from llama_prefect.core.scheduler import (
+    Attempt,
+    BackendSlots,
+    Invocation,
+    Scheduler,
+    Settings,
+    State,
 )
-from llama_prefect.proxy import ReplanningBody, proxy_task
+from llama_prefect.errors import ConfigurationError, ReplanError, is_deterministic
+from llama_prefect.proxy import MAX_REPLANS, BatchCall, InvocationBody, proxy_task
 from llama_prefect.retries import error_of
 from llama_prefect.settings import RunSettings
+from llama_prefect.wire import ref_of
 
 logger = logging.getLogger(__name__)
+
+#: Seconds before which no attempt is a straggler (ours): starting a task run takes
+#: a fixed time that would make every short invocation look slow.
+STRAGGLER_MIN_S = 1.0
+#: Threads a pool may make (only when none is idle; Prefect's default too).
+UNBOUNDED = sys.maxsize
 
 #: Attribute on a task's function naming the pipeline op it implements.
 OP_ATTRIBUTE = "__llama_op__"
@@ -115,6 +142,10 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         inject_straggler_rate: Share of attempts made to run slower.
         inject_straggler_factor: How many times its own time a straggler takes.
         seed: Seed of the scheduler's injection draws.
+        duplication: Duplicate stragglers.
+        batching: Let configurations with a ``call_batch`` knob share one call.
+        objective_fn: An objective callable (``(candidates, target_s) ->
+            candidate``) that replaces ``objective``, for static plans.
         backends: More backends for this run, such as `LambdaBackend` or a GPU
             `WorkPoolBackend`; ops use them where the pipeline allows and the
             profiles know configurations on them. Default: those the environment
@@ -148,6 +179,9 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         backend_settings: str | None = None,
         price_catalog: str | None = None,
         profile_store: str | None = None,
+        duplication: bool = True,
+        batching: bool = True,
+        objective_fn: Any = None,
     ) -> None:
         super().__init__()
         self._args: dict[str, Any] = dict(
@@ -169,6 +203,9 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             backend_settings=backend_settings,
             price_catalog=price_catalog,
             profile_store=profile_store,
+            duplication=duplication,
+            batching=batching,
+            objective_fn=objective_fn,
         )
         self.pipeline = resolve_pipeline(pipeline)
         location = str(
@@ -193,9 +230,12 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         self._dispatch_timer: threading.Timer | None = None
         self._idle = threading.Condition(self._lock)
         self._remote: dict[str, RemoteBackend] = {}
-        self._recommitted: dict[str, threading.Event] = {}
-        self._bodies: dict[str, ReplanningBody] = {}
-        self._current: dict[str, Attempt] = {}
+        self._workers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._bodies: dict[str, InvocationBody] = {}
+        self._batches: dict[int, BatchCall] = {}
+        self._poll_timer: threading.Timer | None = None
+        self._poll_at = float("inf")
+        self._decision_s: dict[str, float] = {}
 
     def duplicate(self) -> LlamaTaskRunner:
         """A new runner with the same configuration (Prefect makes one per flow run)."""
@@ -228,9 +268,18 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         with self._lock:
             if self._executor is None:
                 self._configure()
-                workers = sum(b.capacity for b in self._backends.values()) + 2
+                # The scheduler's slots bound what runs; the pools must never make
+                # a committed attempt wait. An engine waits in its body while the
+                # attempts run on the workers, and keeps waiting between the task's
+                # retries (its slot goes to others meanwhile), so engines may
+                # outnumber slots; a batched call has one worker per member. Both
+                # pools make threads only when none is idle, as Prefect's
+                # ThreadPoolTaskRunner does by default.
                 self._executor = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=workers, thread_name_prefix="llama"
+                    max_workers=UNBOUNDED, thread_name_prefix="llama"
+                )
+                self._workers = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=UNBOUNDED, thread_name_prefix="llama-attempt"
                 )
             return self._executor
 
@@ -262,9 +311,14 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             self._dispatch()
             with self._idle:
                 self._idle.wait_for(lambda: not self._pending)
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        with self._lock:
+            if self._poll_timer is not None:
+                self._poll_timer.cancel()
+                self._poll_timer = None
+        for pool in (self._executor, self._workers):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._executor = self._workers = None
         if self.scheduler is not None and self.save_profiles and self._args["feedback"]:
             s3.save_profiles(self.scheduler.store, self.profile_path)
         super().__exit__(*exc_info)
@@ -306,9 +360,11 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             units = _safe(spec.units, concrete, None)
             if units is None:
                 units = scheduler.store.units_per_invocation(op)
+            began_s = time.perf_counter()
             inv = scheduler.add(
                 str(pending.task_run_id), op, units, _safe(spec.group, concrete, None)
             )
+            self._decision_s[inv.id] = time.perf_counter() - began_s
             self._pending[inv.id] = pending
         self._when_done(wait_for + _futures_in(parameters), lambda: self._ready(inv.id))
         return future
@@ -323,13 +379,15 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         store: ProfileStore = s3.load_profiles(self.profile_path)
         settings = Settings(
             deadline_s=self.started_s + float(self.run_settings["slo_s"]),
-            objective=self.run_settings["objective"],
+            objective=self._args["objective_fn"] or self.run_settings["objective"],
             accuracy_floor=float(self.run_settings["accuracy_floor"]),
             late_commit=self._args["late_commit"],
             feedback=self._args["feedback"],
-            # Duplicates and retries need a proxy body in the task run; until the
-            # runner has one, a failed invocation fails its task run.
-            duplication=False,
+            duplication=self._args["duplication"],
+            straggler_min_s=STRAGGLER_MIN_S,
+            batching=self._args["batching"],
+            # The task's own retries decide whether a failed invocation is tried
+            # again; the body asks for a re-planned attempt when they do.
             retries=0,
             inject_failure_rate=self._args["inject_failure_rate"],
             inject_straggler_rate=self._args["inject_straggler_rate"],
@@ -423,36 +481,90 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        """Polls for stragglers when due and starts every attempt committed now."""
         with self._lock:
-            if self.scheduler is None or self._executor is None:
+            sched = self.scheduler
+            if sched is None or self._executor is None:
                 return
-            committed = self.scheduler.commit_ready()
-            for attempt in committed:
-                inv_id = attempt.invocation.id
-                pending = self._pending[inv_id]
-                self._log_decision(attempt, pending)
-                self._current[inv_id] = attempt
-                waiting = self._recommitted.pop(inv_id, None)
-                if waiting is not None:  # a re-planned invocation: its body goes on
-                    waiting.set()
-                    continue
-                self._executor.submit(pending.context.run, self._run, attempt, pending)
+            if sched.next_event_s() <= self._clock.now():
+                sched.poll()
+            began_s = time.perf_counter()
+            committed = sched.commit_ready()
+            if committed:
+                share_s = (time.perf_counter() - began_s) / len(committed)
+                for attempt in committed:
+                    inv_id = attempt.invocation.id
+                    spent_s = self._decision_s.get(inv_id, 0.0)
+                    self._decision_s[inv_id] = spent_s + share_s
+                    self._start(attempt)
+            self._arm_poll()
 
-    def _run(self, inv: Attempt, pending: _Pending) -> None:
+    def _start(self, attempt: Attempt) -> None:
+        """Hands a committed attempt to its invocation's body (a new engine first)."""
+        inv = attempt.invocation
+        pending = self._pending[inv.id]
+        self._log_decision(attempt, pending)
+        call = attempt.call
+        batch_fn = self.pipeline.ops[inv.op].batch_fn
+        # A batched call runs in this process; on a remote backend each member
+        # makes its own call (a batched remote call is not built).
+        shared = len(call.attempts) > 1 and call.backend not in self._remote
+        if shared and batch_fn and id(call) not in self._batches:
+            members = [a.invocation.id for a in call.attempts]
+            batch = BatchCall(call, members, batch_fn, pending.task.fn)
+            self._batches[id(call)] = batch
+        body = self._bodies.get(inv.id)
+        if body is not None:
+            body.add_attempt(attempt)  # a duplicate, a re-plan or a retry
+            return
+        assert self._executor is not None and self._workers is not None
+        hooks = _Hooks(self, pending)
+        body = InvocationBody(
+            invocation_id=inv.id,
+            fn=pending.task.fn,
+            hooks=hooks,
+            workers=self._workers,
+            straggler_factor=float(self._args["inject_straggler_factor"]),
+            batches=self._batches,
+        )
+        hooks.body = body
+        self._bodies[inv.id] = body
+        body.add_attempt(attempt)
+        self._executor.submit(pending.context.run, self._run, attempt, pending, body)
+
+    def _arm_poll(self) -> None:
+        """Makes sure `_dispatch` runs when the next straggler check is due."""
+        assert self.scheduler is not None
+        due_s = self.scheduler.next_event_s()
+        if due_s == float("inf"):
+            return
+        if self._poll_timer is not None and self._poll_at <= due_s:
+            return
+        if self._poll_timer is not None:
+            self._poll_timer.cancel()
+        self._poll_at = due_s
+        delay_s = max(0.0, due_s - self._clock.now()) + 1e-3
+        self._poll_timer = threading.Timer(delay_s, self._timed_poll)
+        self._poll_timer.daemon = True
+        self._poll_timer.start()
+
+    def _timed_poll(self) -> None:
+        with self._lock:
+            self._poll_timer, self._poll_at = None, float("inf")
+        self._dispatch()
+
+    def _run(self, first: Attempt, pending: _Pending, body: InvocationBody) -> None:
+        """Runs the invocation's task run: Prefect's engine calling its body."""
         from prefect.task_engine import run_task_sync
 
-        assert inv.plan is not None
         parameters = dict(pending.parameters)
-        parameters.update(_knobs_for(pending.task, inv.plan.config.as_dict()))
-        task = pending.task
-        if inv.injected is not None:
-            factor = float(self._args["inject_straggler_factor"])
-            task = _injecting(task, inv.injected, factor)
-        task = self._engine_task(inv, pending, task)
+        parameters.update(_knobs_for(pending.task, first.plan.config.as_dict()))
+        state: Any = None
+        crash: BaseException | None = None
         with metering.metered() as meter:
             try:
                 state = run_task_sync(
-                    task=task,
+                    task=proxy_task(pending.task, body),
                     task_run_id=pending.task_run_id,
                     parameters=parameters,
                     wait_for=pending.wait_for,
@@ -460,75 +572,21 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
                     dependencies=pending.dependencies,
                 )
             except BaseException as exc:  # the engine returns states; this is a crash
-                failure = _failure(exc)
-                self._finish(inv, ok=False, error=failure["error"], extra=failure)
-                pending.outer.set_exception(exc)
-                self._dispatch()
-                return
-        ok = state is not None and bool(state.is_completed())
-        extra: dict[str, Any] = {**meter.as_record(), "injected": inv.injected}
-        if ok and self.scheduler is not None:
-            with self._lock:
-                self.scheduler.store.observe_peak_mem(
-                    inv.op, inv.plan.config, meter.peak_memory_mb
-                )
-        error = None
-        if not ok:
+                crash = exc
+        ok = crash is None and state is not None and bool(state.is_completed())
+        failure: dict[str, Any] = {}
+        if crash is not None:
+            failure = _failure(crash)
+        elif not ok:
             failure = _failure(error_of(state) if state is not None else None)
-            said = (state.message or state.name) if state else "no state"
-            error = failure.get("error") or said
-            extra.update(failure, error=error)
-        self._finish(inv, ok=ok, error=error, extra=extra)
-        pending.outer.set_result(state)
+            said = (state.message or state.name) if state is not None else "no state"
+            failure["error"] = failure.get("error") or said
+        self._finish(first.invocation, body, ok=ok, meter=meter, failure=failure)
+        if crash is not None:
+            pending.outer.set_exception(crash)
+        else:
+            pending.outer.set_result(state)
         self._dispatch()
-
-    # -- remote backends ---------------------------------------------------------------
-
-    def _engine_task(self, first: Attempt, pending: _Pending, task: Any) -> Any:
-        """The task the engine runs: a proxy of `task` when there are remote backends.
-
-        `task` is the submitted task, or its fault-injecting copy; a remote backend
-        runs the op body itself, so injected faults happen on local backends only.
-        """
-        if not self._remote:
-            return task
-        inv_id = first.invocation.id
-        body = ReplanningBody(
-            task=task,
-            op=first.op,
-            invocation_id=inv_id,
-            remote=self._remote,
-            current=lambda: self._current_plan(inv_id),
-            replan=lambda exc: self._replan(inv_id, exc),
-            knobs_for=lambda config: _knobs_for(pending.task, config.as_dict()),
-        )
-        self._bodies[inv_id] = body
-        return proxy_task(task, body)
-
-    def _current_plan(self, inv_id: str) -> tuple[Any, float]:
-        with self._lock:
-            plan = self._current[inv_id].plan
-            return plan.config, plan.predicted_s
-
-    def _replan(self, inv_id: str, exc: ReplanError) -> None:
-        """Hands the attempt back to the scheduler; waits for the invocation's next."""
-        recommitted = threading.Event()
-        with self._lock:
-            assert self.scheduler is not None
-            if exc.whole_backend:
-                until_s = self._clock.now() + exc.cooldown_s
-                self.scheduler.mark_unavailable(exc.backend, until_s)
-                timer = threading.Timer(exc.cooldown_s, self._dispatch)
-                timer.daemon = True
-                timer.start()
-            avoid = () if exc.whole_backend else (exc.backend,)
-            attempt = self._current[inv_id]
-            if not self._backends_left(attempt, avoid):
-                raise exc  # nowhere else to go: the task run fails with the reason
-            self._recommitted[inv_id] = recommitted
-            self.scheduler.release(attempt.id, error=str(exc), avoid=avoid)
-        self._dispatch()
-        recommitted.wait()
 
     def _backends_left(self, attempt: Attempt, avoid: Iterable[str]) -> list[str]:
         """Backends of this run the invocation may still be planned on."""
@@ -560,30 +618,145 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
 
     def _finish(
         self,
-        inv: Attempt,
+        inv: Invocation,
+        body: InvocationBody,
         *,
         ok: bool,
-        error: str | None,
-        extra: dict[str, Any] | None = None,
+        meter: Any,
+        failure: dict[str, Any],
     ) -> None:
+        """Settles the invocation with the scheduler and records it."""
+        with self._lock:
+            sched = self.scheduler
+            assert sched is not None
+            for attempt in inv.attempts:  # committed, but its task run ended first
+                if attempt.finished_s is None and attempt.id not in body.started:
+                    sched.withdraw(attempt.id)
+            if not ok:
+                sched.give_up(inv.id, failure.get("error") or "failed")
+            elif inv.state is not State.DONE:
+                sched.settle(inv.id)  # the engine did not need the body (a cache)
+            self._stop_cancelled()
+            if ok and inv.plan is not None:
+                sched.store.observe_peak_mem(
+                    inv.op, inv.plan.config, meter.peak_memory_mb
+                )
+            record = {**self._record(inv, body), **meter.as_record(), **failure}
+            self._records.append(record)
+            self._pending.pop(inv.id, None)
+            self._bodies.pop(inv.id, None)
+            self._idle.notify_all()
+
+    # -- attempts, called from the bodies ----------------------------------------
+
+    def _execute(
+        self, attempt: Attempt, fn: Any, kwargs: dict[str, Any], body: InvocationBody
+    ) -> Any:
+        """Runs one attempt's body: here, or on its remote backend."""
+        backend = self._remote.get(attempt.call.backend)
+        if backend is None:
+            return fn(**kwargs)
+        call = RemoteCall(
+            invocation_id=attempt.invocation.id,
+            op=attempt.op,
+            function=ref_of(fn),
+            kwargs=kwargs,
+            config=attempt.plan.config,
+            predicted_s=attempt.plan.predicted_s,
+            attempt=attempt.number - 1,
+        )
+        outcome = backend.run(call)
+        body.billed[attempt.id] = outcome.cost_usd
+        body.details[attempt.id] = dict(outcome.details)
+        return outcome.value
+
+    def _ended(
+        self, attempt: Attempt, error: BaseException | None
+    ) -> tuple[bool, bool]:
+        """Reports an attempt's end: (its result wins, more attempts may come)."""
+        with self._lock:
+            sched = self.scheduler
+            assert sched is not None
+            said = None if error is None else f"{type(error).__name__}: {error}"
+            sched.finish(
+                attempt.id,
+                ok=error is None,
+                error=said,
+                retriable=error is None or not is_deterministic(error),
+                hold=True,
+            )
+            self._stop_cancelled()
+            more = attempt.invocation.state in (State.READY, State.RUNNING)
+            won = attempt.won
+        self._dispatch()
+        return won, more
+
+    def _stop_cancelled(self) -> None:
+        """Tells the bodies which attempts the scheduler cancelled (under the lock).
+
+        A cancelled attempt that has not started never runs; one that runs keeps
+        its slots until it ends, and its result is dropped.
+        """
+        assert self.scheduler is not None
+        for attempt in self.scheduler.take_cancelled():
+            body = self._bodies.get(attempt.invocation.id)
+            if body is not None:
+                body.cancel(attempt.id)
+
+    def _withdrawn(self, attempt: Attempt) -> None:
+        """A cancelled attempt that never started gives back its slots."""
         with self._lock:
             assert self.scheduler is not None
-            inv_id = inv.invocation.id
-            attempt = self._current.pop(inv_id, inv)  # the last, after re-plans
-            self.scheduler.finish(attempt.id, ok=ok, error=error)
-            record = {**self._record(attempt), **(extra or {})}
-            body = self._bodies.pop(inv_id, None)
-            if body is not None:
-                record.update(_remote_fields(attempt, body), task_run_id=inv_id)
-            self._records.append(record)
-            self._pending.pop(inv_id, None)
-            self._idle.notify_all()
+            self.scheduler.withdraw(attempt.id)
+        self._dispatch()
+
+    def _refused(self, attempt: Attempt, exc: ReplanError, refusals: int) -> bool:
+        """A backend refused the attempt; plans it again unless nowhere is left.
+
+        Returns:
+            False when the invocation must fail instead: no backend left to try, or
+            refused more than `MAX_REPLANS` times.
+        """
+        with self._lock:
+            sched = self.scheduler
+            assert sched is not None
+            avoid = () if exc.whole_backend else (exc.backend,)
+            if refusals > MAX_REPLANS or not self._backends_left(attempt, avoid):
+                return False
+            if exc.whole_backend:
+                sched.mark_unavailable(exc.backend, self._clock.now() + exc.cooldown_s)
+                timer = threading.Timer(exc.cooldown_s, self._dispatch)
+                timer.daemon = True
+                timer.start()
+            sched.release(attempt.id, error=str(exc), avoid=avoid)
+        self._dispatch()
+        return True
+
+    def _again(self, inv_id: str) -> bool:
+        """The task's own retry called the body again: plan another attempt.
+
+        Returns:
+            Whether an attempt will come: planned now, or still queued or running
+            (the engine gave up waiting on it, as at a task timeout).
+        """
+        with self._lock:
+            sched = self.scheduler
+            assert sched is not None
+            coming = sched.resume(inv_id)
+            state = sched.invocations[inv_id].state
+            coming = coming or state in (State.READY, State.RUNNING)
+        self._dispatch()
+        return coming
 
     # -- records and logs --------------------------------------------------------------
 
-    def _record(self, inv: Attempt) -> dict[str, Any]:
+    def _record(self, inv: Invocation, body: InvocationBody) -> dict[str, Any]:
         plan, spec = inv.plan, inv.speculative
         assert plan is not None
+        last = inv.winner or (inv.attempts[-1] if inv.attempts else None)
+        first = inv.attempts[0] if inv.attempts else None
+        cost_usd = sum(body.billed.get(a.id, a.cost_usd or 0.0) for a in inv.attempts)
+        cost_usd += sum(r.cost_usd for r in body.refusals)
         return {
             "op": inv.op,
             "task_run_id": inv.id,
@@ -601,14 +774,25 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             "predicted_s": plan.predicted_s,
             # The mean prediction of its run, without the tail margin and the waits
             # that planning adds to `predicted_s`: what prediction fidelity compares.
-            "predicted_run_s": plan.run_s + getattr(inv, "startup_s", 0.0),
+            "predicted_run_s": plan.run_s + (last.startup_s if last else 0.0),
             "predicted_cost_usd": plan.cost_usd,
             "predicted_miss": plan.predicted_miss,
             "accuracy": plan.accuracy,
-            "observed_s": inv.observed_s,
-            "cost_usd": inv.cost_usd,
+            "observed_s": last.observed_s if last is not None else None,
+            "cost_usd": cost_usd if inv.attempts else None,
             "started_s": _since(inv.started_s, self.started_s),
             "finished_s": _since(inv.finished_s, self.started_s),
+            "attempts": len(inv.attempts),
+            "duplicates": sum(1 for a in inv.attempts if a.kind == "duplicate"),
+            "injected": first.injected if first is not None else None,
+            "won_by": inv.winner.kind if inv.winner is not None else None,
+            "batched_with": len(last.call.attempts) if last is not None else 1,
+            "decision_ms": 1000 * self._decision_s.pop(inv.id, 0.0),
+            "replans": [
+                {"backend": r.backend, "error": r.error, "cost_usd": r.cost_usd}
+                for r in body.refusals
+            ],
+            "backend_details": body.details.get(last.id, {}) if last else {},
         }
 
     def elapsed_s(self) -> float:
@@ -631,6 +815,33 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             f"${plan.cost_usd:.7f}{miss}"
         )
         (pending.run_logger or logger).info(line)
+
+
+class _Hooks:
+    """The runner's side of one invocation's body (see `proxy.AttemptHooks`)."""
+
+    def __init__(self, runner: LlamaTaskRunner, pending: _Pending) -> None:
+        self.runner, self.pending = runner, pending
+        self.body: InvocationBody | None = None
+
+    def execute(self, attempt: Any, fn: Any, kwargs: dict[str, Any]) -> Any:
+        assert self.body is not None
+        return self.runner._execute(attempt, fn, kwargs, self.body)
+
+    def withdrawn(self, attempt: Any) -> None:
+        self.runner._withdrawn(attempt)
+
+    def knobs(self, attempt: Any) -> dict[str, Any]:
+        return _knobs_for(self.pending.task, attempt.plan.config.as_dict())
+
+    def ended(self, attempt: Any, error: BaseException | None) -> tuple[bool, bool]:
+        return self.runner._ended(attempt, error)
+
+    def refused(self, attempt: Any, error: ReplanError, refusals: int) -> bool:
+        return self.runner._refused(attempt, error, refusals)
+
+    def again(self, invocation_id: str) -> bool:
+        return self.runner._again(invocation_id)
 
 
 class _Pending:
@@ -686,36 +897,13 @@ def _safe(fn: Any, parameters: dict[str, Any], default: Any) -> Any:
 
 def _knobs_for(task: Any, knobs: dict[str, Any]) -> dict[str, Any]:
     """The knob values the task's function accepts as parameters."""
-    accepted = inspect.signature(task.fn).parameters
+    accepted = _accepted(task.fn)
     return {k: v for k, v in knobs.items() if k in accepted}
 
 
-def _injecting(task: Any, kind: str, straggler_factor: float) -> Any:
-    """A copy of `task` whose body makes the scheduler's injected fault happen once.
-
-    ``failure``: the first try raises a `TransientError` before the body runs, so the
-    task's own retries (see `llama_prefect.retries`) try again. ``straggler``: the
-    first try sleeps after the body until it has taken `straggler_factor` times its
-    own time. Later tries run the body as it is.
-    """
-    body = task.fn
-    fired = threading.Event()
-
-    def injected(**kwargs: Any) -> Any:
-        first = not fired.is_set()
-        fired.set()
-        if first and kind == "failure":
-            raise TransientError(
-                f"injected failure of a {task.name} try (inject_failure_rate); the "
-                "task's retries try again"
-            )
-        start_s = time.monotonic()
-        result = body(**kwargs)
-        if first and kind == "straggler":
-            time.sleep(max(0.0, straggler_factor - 1) * (time.monotonic() - start_s))
-        return result
-
-    return proxy_task(task, injected)
+@functools.lru_cache(maxsize=256)
+def _accepted(fn: Any) -> frozenset[str]:
+    return frozenset(inspect.signature(fn).parameters)
 
 
 def _failure(error: BaseException | None) -> dict[str, Any]:
@@ -726,28 +914,6 @@ def _failure(error: BaseException | None) -> dict[str, Any]:
         "error": f"{type(error).__name__}: {error}",
         "error_type": type(error).__name__,
         "deterministic": is_deterministic(error),
-    }
-
-
-def _remote_fields(attempt: Attempt, body: ReplanningBody) -> dict[str, Any]:
-    """Plan-record fields of an invocation that ran through a proxy body.
-
-    A remote backend's billed cost replaces the scheduler's estimate from the price
-    file, and what refused attempts were billed (a timed-out function) is added.
-    """
-    if body.cost_usd is not None:
-        attempt.cost_usd = body.cost_usd
-    failed_usd = body.failed_cost_usd()
-    if attempt.cost_usd is not None:
-        attempt.cost_usd += failed_usd
-        attempt.invocation.cost_usd = attempt.cost_usd
-    return {
-        "cost_usd": attempt.cost_usd,
-        "backend_details": body.details,
-        "replans": [
-            {"backend": a.backend, "error": a.error, "cost_usd": a.cost_usd}
-            for a in body.attempts
-        ],
     }
 
 
