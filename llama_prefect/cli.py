@@ -81,8 +81,21 @@ def _add_bench(sub: Any) -> None:
     bench = sub.add_parser(
         "bench",
         help="compare the Llama variants, ablations and baselines side by side",
-        description="Runs the policies side by side on the simulator at archive "
-        "scale and prints a table per workload; writes everything as JSON.",
+        description="Runs the policies side by side, on the simulator at archive "
+        "scale (--mode sim) or with the crossing pipeline on this machine on the "
+        "sample archive (--mode real); prints a table and writes JSON.",
+    )
+    bench.add_argument(
+        "--mode",
+        choices=("sim", "real"),
+        default="sim",
+        help="sim: the simulator at archive scale (default); real: the crossing "
+        "flow on --samples",
+    )
+    bench.add_argument(
+        "--samples",
+        default="samples",
+        help="real mode: the videos to run on (samples, `make samples` builds it)",
     )
     bench.add_argument(
         "--videos",
@@ -121,11 +134,14 @@ def _add_bench(sub: Any) -> None:
 def _bench(args: argparse.Namespace) -> int:
     import json
 
+    out = Path(args.out)
+    _check_writable(str(out))
+    if args.mode == "real":
+        return _bench_real(args, out)
+
     from llama_prefect.benchmark.simulated import Bench, BenchConfig
     from llama_prefect.benchmark.table import simulated_tables
 
-    out = Path(args.out)
-    _check_writable(str(out))
     config = BenchConfig(
         videos=args.videos,
         workloads=_names(args.workloads, ("measured", "steep"), "--workloads"),
@@ -137,6 +153,26 @@ def _bench(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(report, indent=1), encoding="utf-8")
     print(simulated_tables(report))
     print(f"report: {out} ({report['meta']['wall_s']} s)")
+    return 0
+
+
+def _bench_real(args: argparse.Namespace, out: Path) -> int:
+    import json
+
+    from llama_prefect.benchmark.real import real_table, run_real
+    from llama_prefect.flows.crossing import list_videos
+
+    list_videos(args.samples)  # fail fast, before any work, on a bad folder
+    if args.profiles is not None and not Path(args.profiles).is_file():
+        raise ConfigurationError(
+            f"--profiles must name a profile store file, but {args.profiles} is not "
+            "one; leave it out to explore the pipeline on --samples first"
+        )
+    levels = tuple(lv for lv in _levels(args.levels) if 0.0 < lv < 1.0) or (0.5,)
+    report = run_real(args.samples, args.profiles, levels)
+    out.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    print(real_table(report))
+    print(f"report: {out}")
     return 0
 
 

@@ -268,3 +268,17 @@ def test_bench_refuses_levels_outside_zero_one(capsys):
 
     assert main(["bench", "--levels", "0,2"]) == 2
     assert "--levels" in capsys.readouterr().err
+
+
+def test_real_bench_refuses_a_missing_archive_or_profile_store(tmp_path, capsys):
+    from llama_prefect.cli import main
+
+    argv = ["bench", "--mode", "real", "--out", str(tmp_path / "b.json")]
+    assert main(argv + ["--samples", str(tmp_path / "none")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "a.mp4").write_bytes(b"\0")
+    missing = str(tmp_path / "p.json")
+    assert main(argv + ["--samples", str(tmp_path / "v"), "--profiles", missing]) == 2
+    assert "--profiles" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()
