@@ -529,8 +529,8 @@ def _check_slots(sched: Scheduler, live: dict) -> None:
 class _Harness:
     """Plays the caller: starts what is committed, ends it, stops what is cancelled."""
 
-    def __init__(self, sched: Scheduler, clock: SimClock) -> None:
-        self.sched, self.clock = sched, clock
+    def __init__(self, sched: Scheduler, clock: SimClock, hold: bool = False) -> None:
+        self.sched, self.clock, self.hold = sched, clock, hold
         self.live: dict[str, object] = {}  # attempt id -> attempt, not yet ended
         self.delivered: dict[str, int] = {}
         self.deterministic: set[str] = set()
@@ -551,7 +551,16 @@ class _Harness:
             ok=ok,
             error=None if ok else outcome,
             retriable=outcome != "bad input",
+            hold=self.hold,
         )
+        inv = attempt.invocation
+        if inv.state is State.HELD:
+            # The runner's case: the task's retries decide (two, and never for a
+            # deterministic failure), as Prefect's retry_condition_fn would.
+            if inv.id in self.deterministic or inv.failures > 2:
+                self.sched.give_up(inv.id, "the task's retries decided")
+            else:
+                assert self.sched.resume(inv.id)
         if attempt.won:
             inv_id = attempt.invocation.id
             self.delivered[inv_id] = self.delivered.get(inv_id, 0) + 1
@@ -575,9 +584,18 @@ class _Harness:
     detect_backends=st.sampled_from([(CPU,), (CPU, GPU)]),
     deadline_s=st.sampled_from([5.0, 60.0, 1000.0]),
     injected=st.sampled_from([0.0, 0.1, 0.3]),
+    hold=st.booleans(),
 )
 def test_no_result_is_lost_or_delivered_twice_and_capacity_holds(
-    events, cpu, gpu, objective, late_commit, detect_backends, deadline_s, injected
+    events,
+    cpu,
+    gpu,
+    objective,
+    late_commit,
+    detect_backends,
+    deadline_s,
+    injected,
+    hold,
 ):
     clock = SimClock()
     sched = _scheduler(
@@ -594,7 +612,7 @@ def test_no_result_is_lost_or_delivered_twice_and_capacity_holds(
         fanout_quantile=True,
         retries=2,
     )
-    harness = _Harness(sched, clock)
+    harness = _Harness(sched, clock, hold)
     ids: list[str] = []
 
     for event in events:
