@@ -686,7 +686,10 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
                 hold=True,
             )
             self._stop_cancelled()
-            more = attempt.invocation.state in (State.READY, State.RUNNING)
+            # A cancelled attempt's end says nothing about the invocation (it may
+            # be held, or on its next attempt already): the body must not stop.
+            cancelled = attempt.state is State.CANCELLED
+            more = cancelled or attempt.invocation.state in (State.READY, State.RUNNING)
             won = attempt.won
         self._dispatch()
         return won, more
