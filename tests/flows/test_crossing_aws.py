@@ -89,7 +89,12 @@ def test_the_crossing_flow_reads_s3_runs_on_lambda_and_writes_s3(
     assert entry["answer"]["segments"] == 3 and entry["answer"]["max_people"] > 0
     on_lambda = [r for r in report["invocations"] if r["backend"] == "lambda"]
     assert {r["op"] for r in on_lambda} >= {"motion", "people"}
-    assert len(fake.payloads) == len(on_lambda)
+    # One request per attempt that started: the seeds are far too fast, so some
+    # invocations straggle and get a duplicate, sent to Lambda too.
+    assert {p["invocation"] for p in fake.payloads} == {
+        r["task_run_id"] for r in on_lambda
+    }
+    assert len(on_lambda) <= len(fake.payloads) <= sum(r["attempts"] for r in on_lambda)
     assert all(
         p["kwargs"]["segment"]["data"]["video"] == video_uri for p in fake.payloads
     )

@@ -88,9 +88,13 @@ def report(
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(isolation.FAULTS_ENV, faults)
         patch.setenv(isolation.TIMEOUT_ENV, "5")
+        # No straggler duplicates here: starting the decoder workers can make a
+        # run's first tries stragglers, and a duplicate that wins would hide the
+        # transient failure from the task's retries, which this module checks.
         runner = LlamaTaskRunner(
             PIPELINE,
             profile_path=one_config_profiles(work / "profiles.json"),
+            duplication=False,
         )
         return crossing.with_options(task_runner=runner)(
             videos=str(archive),
