@@ -1,8 +1,10 @@
 """Prediction fidelity of explored profiles on real runs, before and after feedback.
 
-Explores the crossing pipeline on the archive once (or takes `--profiles` as given),
-then runs the crossing flow twice on the same archive, each from a copy of the same
-profiles: once with online feedback off (every prediction comes from the exploration's
+Explores the crossing pipeline on the archive once (or takes `--profiles`), then runs
+the crossing flow twice on the same archive, each from a copy of the same profiles.
+What earlier runs taught a given store (drift, residuals; see
+`ProfileStore.forget_feedback`) is dropped first, so both runs start from the
+exploration's seeds: once with online feedback off (every prediction comes from the
 seeds) and once with it on (each finished invocation corrects the profiles). For each
 run it prints, per op and overall, the median and p95 of
 ``abs(predicted - observed) / observed`` per invocation after warm-up (see
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from llama_prefect.flows.crossing import PIPELINE, crossing, list_videos, seed_profiles
 
+from llama_prefect.core.profiles import ProfileStore
 from llama_prefect.fidelity import by_op, prediction_errors, summarize
 from llama_prefect.plots import fidelity_plot
 from llama_prefect.runner import LlamaTaskRunner
@@ -46,6 +49,9 @@ def main() -> None:
             shutil.copy(args.profiles, seed)
     else:
         seed_profiles(list_videos(args.videos), seed, n_trials=args.trials)
+    store = ProfileStore.load(seed)
+    store.forget_feedback()
+    store.save(seed)
     results = {}
     for feedback in (False, True):
         name = "after feedback" if feedback else "before feedback"

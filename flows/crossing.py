@@ -92,6 +92,15 @@ CPU_BACKENDS = (LOCAL_CPU, LAMBDA)
 #: Lambda's memory size is a knob of every op that may run there.
 CLOUD_KNOBS = {LAMBDA: {"memory_mb": MEMORY_SIZES_MB}}
 DECODERS = ("pyav", "decord", "opencv")
+#: Seconds an invocation spends in Prefect's task engine outside its op's body (state
+#: changes through the API, result handling). Measured here, on 2 cores with a local
+#: server: the report's latency less the task run's running time was 12 ms (median
+#: over 255 invocations), and an aggregate whose body takes under 1 ms spent 4 ms
+#: running. Exploration calls the bodies directly, so this is added to every seed.
+TASK_OVERHEAD_S = 0.015
+#: A short sample input, this share of a segment from its keyframe on, lets the
+#: exploration tell an op's fixed latency from its latency per unit (ours).
+SHORT_INPUT_SHARE = 0.125
 
 
 def _segment_frames(parameters: Mapping[str, Any]) -> float:
@@ -113,6 +122,13 @@ def _decoded_megapixels(parameters: Mapping[str, Any]) -> float:
     seg = parameters["segment"]
     frames = seg.end_frame - getattr(seg, "anchor_frame", seg.start_frame)
     return frames * seg.width_px * seg.height_px / 1e6
+
+
+def _short_segment(seg: Segment) -> Segment:
+    """The first frames of `seg`'s keyframe interval: little to decode, little work."""
+    frames = max(2, round(seg.num_frames * SHORT_INPUT_SHARE))
+    start = seg.anchor_frame
+    return seg.model_copy(update={"start_frame": start, "end_frame": start + frames})
 
 
 def _segment_video(parameters: Mapping[str, Any]) -> str:
@@ -138,6 +154,7 @@ def build_pipeline() -> Pipeline:
                 "width_px": (320, 160),
                 "device": ("cpu",),
             },
+            unit="decoded megapixel",
             backends=TORCH_BACKENDS,
             backend_knobs=CLOUD_KNOBS,
             device_by_backend=DEVICES,
@@ -156,6 +173,7 @@ def build_pipeline() -> Pipeline:
                 "win_stride_px": (8, 16),
                 "threads": (1, 2),
             },
+            unit="megapixel",
             backends=CPU_BACKENDS,
             backend_knobs=CLOUD_KNOBS,
             # HOG finds people at least 128 px tall: below the native 768 px of the
@@ -176,11 +194,14 @@ def build_pipeline() -> Pipeline:
                 "threads": (1, 2),
                 "device": ("cpu",),
             },
+            unit="decoded megapixel",
             backends=TORCH_BACKENDS,
             backend_knobs=CLOUD_KNOBS,
             device_by_backend=DEVICES,
             reference={"sample_every": 5, "width_px": 640, "model": "mtcnn"},
-            units_of=_segment_megapixels,
+            # Its cheap configurations look at a frame or two of a segment, so what
+            # grows with the segment is the decoding, which starts at the keyframe.
+            units_of=_decoded_megapixels,
             group_of=_segment_video,
         )
     )
@@ -822,8 +843,11 @@ def exploration_probes(work: SampleWork, videos: Sequence[str]) -> dict[str, Any
     """How to measure each op of the crossing pipeline on sample work."""
     from llama_prefect.tuning.explore import OpProbe
 
-    spread = [{"segment": s} for s in work.spread]
-    busy = [{"segment": s} for s in work.busy]
+    # A short input beside the full segments gives each study inputs of different
+    # sizes, from which it fits a latency line (fixed + per unit).
+    short = [{"segment": _short_segment((work.busy or work.spread)[0])}]
+    spread = [{"segment": s} for s in work.spread] + short
+    busy = [{"segment": s} for s in work.busy] + short
     gather_input = {
         "info": probe(work.spread[0].video),
         "people_results": [],
@@ -852,7 +876,7 @@ def exploration_probes(work: SampleWork, videos: Sequence[str]) -> dict[str, Any
             _count_agreement,
             fanout=lambda out: 1.0 if any(c > 0 for c in out.counts) else 0.0,
         ),
-        "faces": OpProbe(faces.fn, busy, _segment_megapixels, _count_agreement),
+        "faces": OpProbe(faces.fn, busy, _decoded_megapixels, _count_agreement),
         "aggregate": OpProbe(aggregate.fn, [gather_input], lambda p: 1.0),
     }
 
@@ -905,6 +929,8 @@ def seed_profiles(
             `profile_path` was measured on a similar archive (see
             `llama_prefect.tuning.reuse`); False reuses that profile instead.
     """
+    from llama_prefect.tuning.explore import pipeline_units
+
     from llama_prefect.core.pricing import PriceCatalog
 
     start = time.perf_counter()
@@ -918,6 +944,7 @@ def seed_profiles(
             path.parent,
             pipeline=PIPELINE.name,
             accuracy_floor=accuracy_floor,
+            units=pipeline_units(PIPELINE, PIPELINE.ops),
         )
         if match is not None and match.reusable:
             _reuse(match, path)
@@ -959,6 +986,7 @@ def _explore_archive(
         accuracy_floor=accuracy_floor,
         journal_path=journal_path,
         progress=progress,
+        overhead_s=TASK_OVERHEAD_S,
     )
 
 
@@ -971,6 +999,10 @@ def _record_archive(
     store.observe_edge("split", "motion", work.segments_per_video)
     store.observe_edge("motion", "people", work.moving_share)
     store.observe_edge("people", "faces", work.people_share)
+    from llama_prefect.tuning.explore import pipeline_units
+
+    # What a work unit is, so a store of other units is never reused for this one.
+    store.meta["units"] = pipeline_units(PIPELINE, PIPELINE.ops)
     store.meta["measured_on"] = {
         "videos": [str(v) for v in videos],
         "sampled_videos": work.videos,

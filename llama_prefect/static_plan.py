@@ -173,12 +173,11 @@ def _options(
     for config in store.configurations(op):
         if config.backend not in allowed:
             continue
-        per_unit_s = store.predict_s_per_unit(op, config)
         delay_s = (startup_s or {}).get(config.backend, 0.0)
         cost_usd, work_s = 0.0, 0.0
         longest: dict[str, float] = defaultdict(float)
         for record in records:
-            run_s = per_unit_s * float(record.get("units") or 1.0)
+            run_s = store.predict_s(op, config, float(record.get("units") or 1.0))
             cost_usd += prices.cost_usd(config.backend, run_s, config.slots)
             work_s += run_s * config.slots
             group = str(record.get("group") or "")
@@ -323,10 +322,10 @@ def _run_cost(
     total = 0.0
     for record in invocations:
         config = Configuration.of(record["backend"], record["configuration"])
+        units = float(record.get("units") or 1.0)
         try:
-            per_unit_s = store.predict_s_per_unit(record["op"], config)
+            run_s = store.predict_s(record["op"], config, units)
         except ProfileError:
             continue
-        run_s = per_unit_s * float(record.get("units") or 1.0)
         total += prices.cost_usd(config.backend, run_s, config.slots)
     return total

@@ -8,6 +8,13 @@ configuration on a few sample inputs and measures latency per unit, peak residen
 memory and fan-out (downstream invocations per input); accuracy is the agreement of
 its outputs with those of the reference configuration on the same inputs.
 
+Latency is a line in the work units of an input: each input is timed on its own, and
+a least-squares line through those (units, seconds) points gives the fixed part of a
+call (decoder open, the decode worker's round trip) and the part per unit (see
+`fit_line`). The sample inputs should therefore differ in size; a probe adds a short
+one for that. The study's latency objective stays the mean seconds per unit over all
+inputs, which ranks configurations as the typical invocation would.
+
 The reference configuration is always the first trial. When the grid is no larger than
 the trial budget every configuration is measured; otherwise Optuna's TPE sampler picks.
 When the sampler offers a configuration already tried, an untried neighbour of it (one
@@ -37,7 +44,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +74,12 @@ OFFERS_PER_TRIAL = 4
 RSS_POLL_S = 0.01
 #: Default time bound of one trial, in seconds.
 TRIAL_TIMEOUT_S = 120.0
+#: Inputs whose units differ by less than this share cannot tell a fixed part from a
+#: part per unit: the latency is then taken as proportional to the units (ours).
+MIN_UNITS_SPREAD = 0.1
+#: The least slope of a fitted line, as a share of the mean seconds per unit; a
+#: flatter (or falling) fit is noise, and a profile's slope must be positive (ours).
+MIN_SLOPE_SHARE = 0.05
 
 
 class TrialTimeout(LlamaError, TimeoutError):
@@ -114,6 +127,10 @@ class Measurement:
         trial_s: Wall seconds its inputs took.
         trial: Number of the Optuna trial that measured it.
         outputs: The body's outputs (kept in memory only, for accuracy).
+        fixed_s: Fitted latency of a call that does not grow with its units, in
+            seconds (see `fit_line`).
+        slope_s_per_unit: Fitted latency per unit on top of `fixed_s`, in seconds;
+            None means `s_per_unit` (no fixed part).
     """
 
     config: Configuration
@@ -125,6 +142,15 @@ class Measurement:
     trial_s: float = 0.0
     trial: int | None = None
     outputs: list[Any] = field(repr=False, default_factory=list)
+    fixed_s: float = 0.0
+    slope_s_per_unit: float | None = None
+
+    @property
+    def line(self) -> tuple[float, float]:
+        """Fixed seconds and seconds per unit of the latency line that seeds."""
+        if self.slope_s_per_unit is None:
+            return self.fixed_s, self.s_per_unit
+        return self.fixed_s, self.slope_s_per_unit
 
     def user_attrs(self) -> dict[str, Any]:
         """What the journal keeps of this measurement."""
@@ -136,6 +162,8 @@ class Measurement:
             "peak_mem_mb": self.peak_mem_mb,
             "fanout": self.fanout,
             "trial_s": self.trial_s,
+            "fixed_s": self.fixed_s,
+            "slope_s_per_unit": self.slope_s_per_unit,
         }
 
     @classmethod
@@ -151,6 +179,8 @@ class Measurement:
             fanout=attrs.get("fanout"),
             trial_s=float(attrs.get("trial_s", 0.0)),
             trial=trial.number,
+            fixed_s=float(attrs.get("fixed_s") or 0.0),
+            slope_s_per_unit=attrs.get("slope_s_per_unit"),
         )
 
 
@@ -286,11 +316,15 @@ def measure(
     """
     with _PeakRss() as rss:
         runs = _run_copies(probe, config, max(1, copies), timeout_s)
-    outputs, units, _, _ = runs[0]
-    elapsed_s = sum(run[2] for run in runs) / len(runs)
+    outputs, units_each, _, _ = runs[0]
+    units = sum(units_each)
+    elapsed_s = sum(sum(run[2]) for run in runs) / len(runs)
     # Each copy decodes in its own worker process at the same time.
     decode_peak_mb = sum(run[3] for run in runs)
     s_per_unit = elapsed_s / max(units, 1e-9)
+    fixed_s, slope = fit_line(
+        [(u, t) for run in runs for u, t in zip(run[1], run[2], strict=True)]
+    )
     reference = outputs if reference_outputs is None else reference_outputs
     return Measurement(
         config=config,
@@ -303,17 +337,55 @@ def measure(
         fanout=_fanout(probe, outputs),
         trial_s=elapsed_s,
         outputs=outputs,
+        fixed_s=fixed_s,
+        slope_s_per_unit=slope,
     )
+
+
+def fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Fixed seconds and seconds per unit of a latency line through measured points.
+
+    A least-squares line through (units, seconds) points, kept physical: the fixed
+    part is never negative (a negative intercept becomes 0 and the line a
+    proportional one through the points' totals), and the slope never falls below
+    `MIN_SLOPE_SHARE` of the mean seconds per unit (the line then goes through the
+    points' mean with that slope). Points whose units hardly differ (less than
+    `MIN_UNITS_SPREAD` between the smallest and largest) give the proportional line.
+
+    Args:
+        points: Work units (> 0) and seconds of each timed input.
+
+    Returns:
+        ``(fixed_s, s_per_unit)``. The line always passes through the points' mean or
+        their totals, so an input of typical size is predicted as before.
+    """
+    total_u = sum(u for u, _ in points)
+    total_s = sum(t for _, t in points)
+    proportional = (0.0, total_s / max(total_u, 1e-9))
+    if len(points) < 2:
+        return proportional
+    low, high = min(u for u, _ in points), max(u for u, _ in points)
+    if high - low < MIN_UNITS_SPREAD * high:
+        return proportional
+    mean_u, mean_s = total_u / len(points), total_s / len(points)
+    var_u = sum((u - mean_u) ** 2 for u, _ in points)
+    slope = sum((u - mean_u) * (t - mean_s) for u, t in points) / var_u
+    slope = max(slope, MIN_SLOPE_SHARE * proportional[1])
+    fixed_s = mean_s - slope * mean_u
+    if fixed_s < 0:
+        return proportional
+    return fixed_s, slope
 
 
 def _run_copies(
     probe: OpProbe, config: Configuration, copies: int, timeout_s: float
-) -> list[tuple[list[Any], float, float, float]]:
+) -> list[tuple[list[Any], list[float], list[float], float]]:
     """Runs `copies` of the inputs side by side; waits for all until one deadline.
 
     Returns:
-        Per copy: outputs, work units, seconds, and the decode workers' peak memory
-        in MB (decoding runs in worker processes; their peak is measured there).
+        Per copy: outputs, work units and seconds of each input, and the decode
+        workers' peak memory in MB (decoding runs in worker processes; their peak
+        is measured there).
     """
     knobs = config.as_dict()
     boxes: list[dict[str, Any]] = [{} for _ in range(copies)]
@@ -349,15 +421,15 @@ def _run_copies(
 
 def _run_inputs(
     probe: OpProbe, knobs: Mapping[str, KnobValue]
-) -> tuple[list[Any], float, float]:
-    """Calls the body on every input; returns outputs, work units and seconds."""
-    outputs, units, elapsed_s = [], 0.0, 0.0
+) -> tuple[list[Any], list[float], list[float]]:
+    """Calls the body on every input; returns outputs, and units and seconds of each."""
+    outputs, units, seconds = [], [], []
     for params in probe.inputs:
         start = time.perf_counter()
         outputs.append(probe.body(**params, **knobs))
-        elapsed_s += time.perf_counter() - start
-        units += probe.units(params)
-    return outputs, units, elapsed_s
+        seconds.append(time.perf_counter() - start)
+        units.append(probe.units(params))
+    return outputs, units, seconds
 
 
 def _accuracy(
@@ -884,6 +956,7 @@ def explore(
     progress: bool = True,
     seed: int = 0,
     slots: Mapping[str, int] | None = None,
+    overhead_s: float = 0.0,
 ) -> ExplorationResult:
     """Explores every probed op on every backend it may use and seeds a store.
 
@@ -900,6 +973,9 @@ def explore(
         seed: Seed of the samplers.
         slots: Slots of each backend, so trials meet the contention of a full pool
             (default: one, every trial alone).
+        overhead_s: Seconds every invocation spends outside the op's body when it
+            runs as a task (the engine's bookkeeping), added to each seed's fixed
+            part: trials call the bodies directly and cannot see it.
     """
     prices = prices or PriceCatalog.load()
     storage = journal_storage(journal_path)
@@ -931,7 +1007,7 @@ def explore(
             )
             advance(None, record.resumed)
             records.append(record)
-            _seed(store, record, probe)
+            _seed(store, record, probe, overhead_s)
     seconds = time.perf_counter() - start
     cost_usd = profiling_cost_usd(records, seconds, prices)
     store.meta["exploration"] = {
@@ -944,11 +1020,18 @@ def explore(
         "accuracy_floor": accuracy_floor,
         "trial_timeout_s": timeout_s,
         "slots": dict(slots or {}),
+        "overhead_s": overhead_s,
         "journal": str(journal_path) if journal_path else None,
         "prices_version": prices.version,
         "ops": {f"{r.op}@{r.backend}": r.summary() for r in records},
     }
+    store.meta["units"] = pipeline_units(pipeline, probes)
     return ExplorationResult(store, records, seconds, cost_usd)
+
+
+def pipeline_units(pipeline: Pipeline, ops: Iterable[str]) -> dict[str, str]:
+    """What one work unit of each of `ops` is, as the pipeline declares it."""
+    return {op: pipeline.ops[op].unit for op in sorted(ops)}
 
 
 def profiling_cost_usd(
@@ -965,7 +1048,9 @@ def profiling_cost_usd(
     return ops_usd + rest_s * prices.price("local-cpu").usd_per_slot_s
 
 
-def _seed(store: ProfileStore, record: OpExploration, probe: OpProbe) -> None:
+def _seed(
+    store: ProfileStore, record: OpExploration, probe: OpProbe, overhead_s: float
+) -> None:
     if not record.measured:
         record.warning = record.warning or (
             f"op {record.op} on {record.backend}: every trial failed, so it has no "
@@ -975,13 +1060,15 @@ def _seed(store: ProfileStore, record: OpExploration, probe: OpProbe) -> None:
         logger.warning(record.warning)
         return
     for m in record.seeded:
+        fixed_s, s_per_unit = m.line
         store.seed(
             record.op,
             m.config,
-            max(m.s_per_unit, 1e-12),
+            max(s_per_unit, 1e-12),
             accuracy=m.accuracy,
             peak_mem_mb=m.peak_mem_mb,
             fanout=m.fanout,
+            fixed_s=fixed_s + overhead_s,
         )
     store.observe_units(record.op, _mean_units(probe))
     logger.info(

@@ -177,11 +177,15 @@ def nearest_profile(
     *,
     pipeline: str,
     accuracy_floor: float,
+    units: Mapping[str, str] | None = None,
 ) -> Match | None:
     """The stored profile of `pipeline` in `folder` nearest to `signature`.
 
     Only profile stores (JSON files) of the same pipeline, explored at the same
     accuracy floor and recording the archive they were measured on, are considered.
+    With `units` (what one work unit of each op is), only stores that recorded the
+    same units (``meta["units"]``) are: a latency per unit of another unit, or from
+    a store that did not say, predicts nothing.
     """
     best: Match | None = None
     for path in sorted(Path(folder).glob("*.json")):
@@ -190,6 +194,8 @@ def nearest_profile(
             continue
         explored = data.get("meta", {}).get("exploration", {})
         if explored.get("accuracy_floor") != accuracy_floor:
+            continue
+        if units is not None and data.get("meta", {}).get("units") != dict(units):
             continue
         theirs = stored_signature(data)
         if theirs is None:

@@ -333,9 +333,16 @@ def seed_lambda_profiles(
             continue
         prof = store.profile(op, config)
         s_per_unit = store.predict_s_per_unit(op, config)
+        fixed_s = store.predict_s(op, config, 0.0)
         for memory_mb in memory_sizes_mb:
             target = Configuration.of(backend, {**knobs, MEMORY_KNOB: memory_mb})
             scale = max(1.0, FULL_VCPU_MB / memory_mb)
-            store.seed(op, target, s_per_unit * scale, accuracy=prof.accuracy)
+            store.seed(
+                op,
+                target,
+                s_per_unit * scale,
+                accuracy=prof.accuracy,
+                fixed_s=fixed_s * scale,
+            )
             seeded += 1
     return seeded

@@ -236,7 +236,8 @@ def seed_pool_profiles(
         for backend in backends:
             target = Configuration.of(backend, config.as_dict())
             s_per_unit = store.predict_s_per_unit(op, config)
-            store.seed(op, target, s_per_unit, accuracy=prof.accuracy)
+            fixed_s = store.predict_s(op, config, 0.0)
+            store.seed(op, target, s_per_unit, accuracy=prof.accuracy, fixed_s=fixed_s)
             seeded += 1
     return seeded
 

@@ -105,7 +105,7 @@ def price_candidates(
     for config in pool:
         if config.backend not in allowed:
             continue
-        run_s = store.predict_s_per_unit(op, config) * units
+        run_s = store.predict_s(op, config, units)
         predicted_s = run_s + delays.get(config.backend, 0.0)
         cost_usd = prices.config_cost_usd(config, run_s)
         accuracy = store.profile(op, config).accuracy

@@ -6,9 +6,9 @@ takes, its accuracy, its price per second of run time, and a live reference to i
 profile. Building these once per op keeps a decision to a few multiplications per
 configuration: no key strings, no dictionary lookups by configuration.
 
-Prediction follows `core.profiles`: latency per unit is ``seed x drift(op, backend) x
-residual(config)``, read from the live profile, so feedback reaches the options at
-once.
+Prediction follows `core.profiles`: a call of ``u`` units takes ``(fixed + per unit x
+u) x drift(op, backend) x residual(config)``, read from the live profile, so feedback
+reaches the options at once.
 """
 
 from __future__ import annotations
@@ -51,9 +51,14 @@ class Option:
     granularity_s: float
 
     def s_per_unit(self) -> float:
-        """Predicted run time per unit of work, in seconds."""
+        """Predicted run time per unit of work, the fixed part left out, in seconds."""
         p = self.profile
         return p.seed_s_per_unit * self.drift.get(self.backend, 1.0) * p.residual
+
+    def run_s(self, units: float) -> float:
+        """Predicted run time of one call of `units` work units, in seconds."""
+        p = self.profile
+        return p.seed_s(units) * self.drift.get(self.backend, 1.0) * p.residual
 
     def usd(self, run_s: float) -> float:
         """Dollars for one call that runs `run_s` seconds."""

@@ -1,9 +1,12 @@
 """The profile store: what we know of each op's configurations, and how it learns.
 
-For every (op, configuration) the store keeps the latency per unit of work that the
-offline exploration measured (the seed), the accuracy against the op's reference
-configuration, and peak memory. Every finished invocation corrects the prediction in two
-layers, exponentially weighted moving averages (weight `ewma_weight`, 0.3):
+For every (op, configuration) the store keeps the latency that the offline exploration
+measured (the seed) as a line in the work units of an invocation: a fixed part, paid
+once per call whatever its size (opening the decoder, the decode worker's round trip,
+Prefect's task-run bookkeeping), plus a part per unit of work. It also keeps the
+accuracy against the op's reference configuration, and peak memory. Every finished
+invocation corrects the prediction in two layers, exponentially weighted moving
+averages (weight `ewma_weight`, 0.3):
 
 * a drift ratio shared by all configurations of one op on one backend (observed over
   seed, whichever configuration ran), so a slowdown or speed-up seen on the
@@ -12,7 +15,10 @@ layers, exponentially weighted moving averages (weight `ewma_weight`, 0.3):
 * a residual per configuration for what the shared ratio does not explain, learned
   at a quarter of that weight so that the drift takes what all configurations share.
 
-The prediction is ``seed x drift(op, backend) x residual(config)``. The store also
+The prediction of a call of ``u`` units is ``(seed_fixed_s + seed_s_per_unit x u) x
+drift(op, backend) x residual(config)``: a slowdown (a busier machine, another codec)
+stretches both parts alike. A store written before the fixed part existed loads with
+``seed_fixed_s`` 0, which is the older, purely proportional model. The store also
 learns the work units of an invocation of each op and the rate of each edge (fan-out
 times branch odds), and keeps the last observations of each configuration for quantiles.
 
@@ -57,7 +63,8 @@ class ConfigProfile:
     """What the store knows of one configuration of one op.
 
     Attributes:
-        seed_s_per_unit: Latency per unit of work measured by exploration, in seconds.
+        seed_s_per_unit: Latency per unit of work measured by exploration, in seconds
+            (the slope of the seed's line).
         accuracy: Agreement with the reference configuration, in [0, 1].
         peak_mem_mb: Largest peak memory in MB seen while it ran, if measured (online:
             the decode worker's peak plus the frames the invocation held).
@@ -66,6 +73,8 @@ class ConfigProfile:
         residual: EWMA of observed over drift-corrected seed latency.
         observations: Finished invocations seen online.
         recent_s_per_unit: Last observed latencies per unit, newest last.
+        seed_fixed_s: Latency of a call measured by exploration that does not grow
+            with its work units, in seconds (the intercept of the seed's line).
     """
 
     seed_s_per_unit: float
@@ -75,6 +84,11 @@ class ConfigProfile:
     residual: float = 1.0
     observations: int = 0
     recent_s_per_unit: list[float] = field(default_factory=list)
+    seed_fixed_s: float = 0.0
+
+    def seed_s(self, units: float) -> float:
+        """The seed's latency of a call of `units` work units, in seconds."""
+        return self.seed_fixed_s + self.seed_s_per_unit * units
 
 
 @dataclass
@@ -116,17 +130,34 @@ class ProfileStore:
         accuracy: float = 1.0,
         peak_mem_mb: float | None = None,
         fanout: float | None = None,
+        fixed_s: float = 0.0,
     ) -> None:
-        """Records an explored configuration, replacing what was known of it."""
+        """Records an explored configuration, replacing what was known of it.
+
+        Args:
+            op: The op.
+            config: The configuration explored.
+            s_per_unit: Latency per unit of work, in seconds (> 0).
+            accuracy: Agreement with the op's reference configuration, in [0, 1].
+            peak_mem_mb: Peak memory in MB, if measured.
+            fanout: Downstream invocations per input, if measured.
+            fixed_s: Latency of a call that does not grow with its units, in
+                seconds (>= 0; 0 makes the latency proportional to the units).
+        """
         if not s_per_unit > 0:
             raise ProfileError(
                 f"{op} {config.key}: latency per unit must be > 0, but got {s_per_unit}"
+            )
+        if not fixed_s >= 0:
+            raise ProfileError(
+                f"{op} {config.key}: fixed latency must be >= 0 s, but got {fixed_s}"
             )
         self._op(op).configs[config.key] = ConfigProfile(
             seed_s_per_unit=s_per_unit,
             accuracy=accuracy,
             peak_mem_mb=peak_mem_mb,
             fanout=fanout,
+            seed_fixed_s=fixed_s,
         )
         self._configs.pop(op, None)
 
@@ -158,10 +189,23 @@ class ProfileStore:
             ) from None
 
     def predict_s_per_unit(self, op: str, config: Configuration) -> float:
-        """Predicted latency per unit of work: seed x shared drift x own residual."""
+        """Predicted latency per unit of work, the fixed part left out.
+
+        The seed's slope x shared drift x own residual: the marginal cost of one more
+        unit. A whole call is `predict_s`.
+        """
         prof = self.profile(op, config)
         drift = self.ops[op].drift.get(config.backend, 1.0)
         return prof.seed_s_per_unit * drift * prof.residual
+
+    def predict_s(self, op: str, config: Configuration, units: float) -> float:
+        """Predicted latency of a call of `units` work units, in seconds.
+
+        ``(seed_fixed_s + seed_s_per_unit x units) x drift x residual``.
+        """
+        prof = self.profile(op, config)
+        drift = self.ops[op].drift.get(config.backend, 1.0)
+        return prof.seed_s(units) * drift * prof.residual
 
     def quantile_s_per_unit(self, op: str, config: Configuration, q: float) -> float:
         """Quantile `q` of recent observations; the prediction when there are none."""
@@ -212,8 +256,9 @@ class ProfileStore:
                 batched call of several (default: `units`).
         """
         prof = self.profile(op, config)
-        per_unit = max(observed_s, 1e-12) / max(units, 1e-9)
-        ratio = per_unit / self.predict_s_per_unit(op, config)
+        observed_s = max(observed_s, 1e-12)
+        per_unit = observed_s / max(units, 1e-9)
+        ratio = observed_s / self.predict_s(op, config, max(units, 1e-9))
         ops = self.ops[op]
         w = self.ewma_weight
         self._observe_spread(ops, config.backend, ratio)
@@ -233,7 +278,7 @@ class ProfileStore:
         old_drift = ops.drift.get(config.backend, 1.0)
         new_drift = old_drift * (1 - w + w * ratio)
         ops.drift[config.backend] = new_drift
-        target_residual = per_unit / (prof.seed_s_per_unit * new_drift)
+        target_residual = observed_s / (prof.seed_s(max(units, 1e-9)) * new_drift)
         w_res = w * RESIDUAL_SHARE
         prof.residual = (1 - w_res) * prof.residual + w_res * target_residual
 
@@ -283,7 +328,11 @@ class ProfileStore:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProfileStore:
-        """Rebuilds a store written by `to_dict`."""
+        """Rebuilds a store written by `to_dict`.
+
+        Fields a later version added to a configuration's profile (such as
+        ``seed_fixed_s``) take their defaults when an older store lacks them.
+        """
         if data.get("format") != FORMAT_VERSION:
             raise ProfileError(
                 f"profile format must be {FORMAT_VERSION}, but got "
@@ -343,6 +392,21 @@ class ProfileStore:
                 "again"
             )
         return cls.from_dict(data)
+
+    def forget_feedback(self) -> None:
+        """Drops what online feedback taught the store; the explored seeds stay.
+
+        Every drift, residual, observation count, recent observation and learned
+        spread goes back to where exploration left it, so predictions come from the
+        seeds alone. Work units per invocation and edge rates are kept: they shape
+        the targets, not an invocation's prediction.
+        """
+        for known in self.ops.values():
+            known.drift.clear()
+            known.log_var.clear()
+            for prof in known.configs.values():
+                prof.residual, prof.observations = 1.0, 0
+                prof.recent_s_per_unit = []
 
     def merge_ops(self, other: ProfileStore, ops: Iterable[str]) -> None:
         """Copies the named ops' profiles from `other`, replacing ours."""

@@ -1034,7 +1034,7 @@ class Scheduler:
         if option.call_batch > 1:
             members += self._batch_mates(inv, option)
         units = sum(m.units for m in members)
-        run_s = option.s_per_unit() * units * max(1.0, option.call_batch / len(members))
+        run_s = option.run_s(units * max(1.0, option.call_batch / len(members)))
         now, backend = self.clock.now(), option.backend
         startup_s = self._startup[backend]
         call = Call(backend, option.slots, option, now + startup_s + run_s)
@@ -1533,9 +1533,8 @@ class Scheduler:
                 self._waits_seen |= wait_s > 0
             if wait_s == INF:
                 continue
-            prof, batch = o.profile, o.call_batch
-            spu = prof.seed_s_per_unit * o.drift.get(backend, 1.0) * prof.residual
-            run_s = spu * units * batch
+            batch = o.call_batch
+            run_s = o.run_s(units * batch)
             base_s = self._startup[backend] + run_s * self._margin(op, o, width_of)
             usd = o.usd(run_s)
             fill = batch if batch <= ready else ready
@@ -1805,9 +1804,7 @@ class Scheduler:
 
     def _call_s(self, option: Option, units: float) -> float:
         """Predicted latency of one call of `option` on invocations of `units`."""
-        prof = option.profile
-        spu = prof.seed_s_per_unit * option.drift.get(option.backend, 1.0)
-        run_s = spu * prof.residual * units * option.call_batch
+        run_s = option.run_s(units * option.call_batch)
         return self._startup[option.backend] + run_s
 
     def _estimate(
@@ -1956,7 +1953,7 @@ class Scheduler:
         for o in self._options_of(op):
             if o.accuracy < floor:
                 continue
-            usd = o.usd(o.s_per_unit() * units * o.call_batch) / o.call_batch
+            usd = o.usd(o.run_s(units * o.call_batch)) / o.call_batch
             cheapest[o.backend] = min(cheapest.get(o.backend, INF), usd)
         out = {}
         for backend, usd in cheapest.items():

@@ -249,3 +249,27 @@ def test_cost_objective_matches_brute_force(case):
     else:
         assert chosen.predicted_s == min(c.predicted_s for c in eligible)
         assert choice.predicted_miss
+
+
+def test_a_fixed_part_is_priced_once_per_invocation() -> None:
+    from llama_prefect.core.options import build_options
+
+    store = ProfileStore("p")
+    config = Configuration.of("local-cpu", {"threads": 1})
+    store.seed("detect", config, 0.2, fixed_s=0.5)
+    prices = PriceCatalog.load()
+    cpu = prices.price("local-cpu").usd_per_slot_s
+
+    (cand,) = price_candidates(store, prices, "detect", 10.0, backends=["local-cpu"])
+
+    # run 0.5 + 0.2 x 10 = 2.5 s on 1 slot
+    assert cand.predicted_s == pytest.approx(2.5)
+    assert cand.cost_usd == pytest.approx(2.5 * cpu)
+    (option,) = build_options(
+        store, prices, "detect", {"local-cpu": 2}, {"local-cpu": False}
+    )
+    assert option.run_s(10.0) == pytest.approx(2.5)
+    assert option.s_per_unit() == pytest.approx(0.2)
+    # feedback reaches the option at once: drift 2 doubles the whole call
+    store.ops["detect"].drift["local-cpu"] = 2.0
+    assert option.run_s(10.0) == pytest.approx(5.0)

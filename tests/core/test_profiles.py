@@ -386,3 +386,106 @@ def test_peak_memory_keeps_the_largest_seen_per_configuration() -> None:
 
     assert store.profile("op", config).peak_mem_mb == 310.5
     assert store.configurations("op") == [config]
+
+
+class TestFixedPart:
+    """A seed is a line in the units of a call: fixed seconds plus seconds per unit."""
+
+    def _store(self) -> ProfileStore:
+        store = ProfileStore("p")
+        # 0.5 s whatever the size, plus 0.1 s per unit
+        store.seed("detect", CPU_A, 0.1, fixed_s=0.5)
+        store.seed("detect", CPU_B, 0.2)
+        return store
+
+    def test_a_call_is_predicted_as_fixed_plus_units_times_slope(self):
+        store = self._store()
+        # 0.5 + 0.1 x 10 = 1.5; the slope alone is still the per-unit prediction
+        assert store.predict_s("detect", CPU_A, 10.0) == pytest.approx(1.5)
+        assert store.predict_s("detect", CPU_A, 0.0) == pytest.approx(0.5)
+        assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(0.1)
+        # no fixed part: proportional, 0.2 x 10
+        assert store.predict_s("detect", CPU_B, 10.0) == pytest.approx(2.0)
+
+    def test_drift_and_residual_stretch_both_parts(self):
+        store = self._store()
+        store.ops["detect"].drift["local-cpu"] = 2.0
+        store.profile("detect", CPU_A).residual = 1.5
+        # (0.5 + 0.1 x 10) x 2 x 1.5 = 4.5
+        assert store.predict_s("detect", CPU_A, 10.0) == pytest.approx(4.5)
+
+    def test_one_observation_by_hand(self):
+        store = self._store()
+        # 10 units in 3 s against a prediction of 1.5 s: ratio 2
+        store.observe("detect", CPU_A, 10.0, 3.0)
+        # drift = 0.7 + 0.3 x 2 = 1.3
+        # residual = 0.925 x 1 + 0.075 x 3 / (1.5 x 1.3)
+        residual = 0.925 + 0.075 * 3.0 / 1.95
+        assert store.ops["detect"].drift["local-cpu"] == pytest.approx(1.3)
+        assert store.profile("detect", CPU_A).residual == pytest.approx(residual)
+        # a call of 20 units: (0.5 + 2) x 1.3 x residual
+        assert store.predict_s("detect", CPU_A, 20.0) == pytest.approx(
+            2.5 * 1.3 * residual
+        )
+        # what is kept per unit is the observation over its units
+        assert store.profile("detect", CPU_A).recent_s_per_unit == [0.3]
+
+    def test_a_proportional_model_would_learn_a_wrong_ratio_from_a_small_call(self):
+        store = self._store()
+        # a call of 1 unit in 0.6 s is exactly on the line (0.5 + 0.1): nothing moves
+        store.observe("detect", CPU_A, 1.0, 0.6)
+        assert store.ops["detect"].drift["local-cpu"] == pytest.approx(1.0)
+        assert store.profile("detect", CPU_A).residual == pytest.approx(1.0)
+
+    def test_negative_fixed_part_is_refused(self):
+        with pytest.raises(ProfileError, match="fixed latency must be >= 0"):
+            ProfileStore("p").seed("detect", CPU_A, 0.1, fixed_s=-0.1)
+
+    def test_a_store_written_without_the_fixed_part_loads_as_proportional(self):
+        old = {
+            "format": 1,
+            "pipeline": "p",
+            "ewma_weight": 0.3,
+            "ops": {
+                "detect": {
+                    "configs": {
+                        CPU_A.key: {
+                            "seed_s_per_unit": 0.1,
+                            "accuracy": 0.9,
+                            "residual": 1.2,
+                            "observations": 3,
+                            "recent_s_per_unit": [0.1],
+                        }
+                    },
+                    "drift": {"local-cpu": 2.0},
+                }
+            },
+        }
+        store = ProfileStore.from_dict(old)
+        assert store.profile("detect", CPU_A).seed_fixed_s == 0.0
+        # 0.1 x 10 x 2 x 1.2 = 2.4
+        assert store.predict_s("detect", CPU_A, 10.0) == pytest.approx(2.4)
+
+    def test_the_fixed_part_survives_a_round_trip(self, tmp_path):
+        path = self._store().save(tmp_path / "p.json")
+        back = ProfileStore.load(path)
+        assert back.profile("detect", CPU_A).seed_fixed_s == 0.5
+        assert back.predict_s("detect", CPU_A, 10.0) == pytest.approx(1.5)
+
+
+def test_forgetting_feedback_leaves_the_seeds_alone() -> None:
+    store = _store()
+    store.observe("detect", CPU_A, 4.0, 12.0)
+    store.observe_edge("split", "detect", 6.0)
+    units = store.units_per_invocation("detect")
+
+    store.forget_feedback()
+
+    assert store.predict_s_per_unit("detect", CPU_A) == 2.0
+    assert store.ops["detect"].drift == {}
+    assert store.spread("detect", "local-cpu") == pytest.approx(0.2)
+    prof = store.profile("detect", CPU_A)
+    assert (prof.residual, prof.observations, prof.recent_s_per_unit) == (1.0, 0, [])
+    assert prof.accuracy == 0.9 and prof.peak_mem_mb == 300.0
+    assert store.units_per_invocation("detect") == units
+    assert store.edge_rates == {("split", "detect"): 6.0}

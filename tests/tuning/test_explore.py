@@ -23,6 +23,7 @@ from llama_prefect.tuning.explore import (
     choose_seeds,
     explore,
     explore_op,
+    fit_line,
     measure,
 )
 from optuna.trial import TrialState
@@ -344,3 +345,88 @@ class TestCopies:
         twos = [c for c in toy.calls if c["threads"] == 2]
         assert len(ones) == 6 * 2 * 2 and len(twos) == 6 * 2
         assert record.cost_usd > 0
+
+
+class TestLatencyLine:
+    def test_points_on_a_line_give_its_intercept_and_slope(self):
+        # 0.2 s fixed + 0.01 s per unit, at 5, 40 and 100 units
+        points = [(5.0, 0.25), (40.0, 0.6), (100.0, 1.2)]
+        fixed_s, slope = fit_line(points)
+        assert fixed_s == pytest.approx(0.2)
+        assert slope == pytest.approx(0.01)
+
+    def test_least_squares_through_noisy_points(self):
+        # u = 0, 10, 20; t = 1, 2, 4: mean (10, 7/3), slope 30 / 200 = 0.15,
+        # intercept 7/3 - 1.5 = 5/6
+        fixed_s, slope = fit_line([(1e-9, 1.0), (10.0, 2.0), (20.0, 4.0)])
+        assert slope == pytest.approx(0.15)
+        assert fixed_s == pytest.approx(5 / 6)
+
+    def test_a_negative_intercept_becomes_a_proportional_line(self):
+        # slope 0.2 would need -1 s fixed: seconds over units instead, 4 / 30
+        assert fit_line([(10.0, 1.0), (20.0, 3.0)]) == (0.0, pytest.approx(4 / 30))
+
+    def test_inputs_of_one_size_give_a_proportional_line(self):
+        assert fit_line([(10.0, 1.0), (10.5, 3.0)]) == (0.0, pytest.approx(4 / 20.5))
+        assert fit_line([(10.0, 1.0)]) == (0.0, pytest.approx(0.1))
+
+    def test_a_falling_fit_keeps_a_small_slope_through_the_mean(self):
+        # times fall with size (noise): slope floored at 5% of 3 / 30 = 0.005,
+        # through the mean (15, 1.5): fixed 1.5 - 0.075
+        fixed_s, slope = fit_line([(10.0, 2.0), (20.0, 1.0)])
+        assert slope == pytest.approx(0.005)
+        assert fixed_s == pytest.approx(1.425)
+
+    def test_a_trial_fits_a_line_over_its_inputs_of_different_sizes(self):
+        toy = Toy()
+        probe = toy.probe()
+        probe.units = lambda p: 10.0 * p["x"]  # inputs of 10 and 20 units
+        config = Configuration.of(CPU, {"a": 1, "b": 1, "threads": 1})
+        found = measure(probe, config, PRICES)
+        fixed_s, slope = found.line
+        assert fixed_s >= 0 and slope > 0
+        # the line goes through the trial's mean or its totals: 30 units cost the
+        # trial's seconds
+        assert fixed_s * 2 + slope * 30 == pytest.approx(found.trial_s) or (
+            fixed_s == 0 and slope * 30 == pytest.approx(found.trial_s)
+        )
+
+    def test_seeds_carry_the_line_plus_the_task_overhead(self):
+        from llama_prefect.tuning.explore import _seed
+
+        from llama_prefect.core.profiles import ProfileStore
+
+        def lined(probe, config, prices, **kwargs):
+            found = _toy_measure(probe, config, prices, **kwargs)
+            return dataclasses.replace(found, fixed_s=0.2, slope_s_per_unit=0.01)
+
+        record = explore_op(
+            _spec(), Toy().probe(), CPU, PRICES, n_trials=3, measure_fn=lined
+        )
+        store = ProfileStore("toys")
+        _seed(store, record, Toy().probe(), 0.015)
+
+        for m in record.seeded:
+            prof = store.profile("toy", m.config)
+            assert prof.seed_fixed_s == pytest.approx(0.215)
+            assert prof.seed_s_per_unit == pytest.approx(0.01)
+        # 10 units: 0.215 + 0.01 x 10
+        config = record.seeded[0].config
+        assert store.predict_s("toy", config, 10.0) == pytest.approx(0.315)
+
+    def test_exploration_records_the_overhead_and_the_units(self):
+        pipeline = Pipeline("toys")
+        pipeline.add_op(_spec())
+        result = explore(
+            pipeline,
+            {"toy": Toy().probe()},
+            backends=[CPU],
+            n_trials=2,
+            progress=False,
+            overhead_s=0.015,
+        )
+        assert result.store.meta["exploration"]["overhead_s"] == 0.015
+        assert result.store.meta["units"] == {"toy": "frame"}
+        for m in result.ops[0].seeded:
+            prof = result.store.profile("toy", m.config)
+            assert prof.seed_fixed_s == pytest.approx(m.fixed_s + 0.015)

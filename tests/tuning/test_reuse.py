@@ -193,3 +193,24 @@ def test_reexplore_forces_an_exploration(archives, stand_in, tmp_path):
     seed_profiles(archives["a"], path, reexplore=False, progress=False)
     seed_profiles(archives["a"], path, reexplore=True, progress=False)
     assert len(stand_in) == 2
+
+
+def test_a_store_of_other_work_units_is_never_reused(tmp_path):
+    units = {"people": "megapixel"}
+    _store_file(tmp_path, "unsaid.json", BASE)  # written before units were recorded
+    other = ProfileStore.load(_store_file(tmp_path, "frames.json", BASE))
+    other.meta["units"] = {"people": "frame"}
+    other.save(tmp_path / "frames.json")
+    assert (
+        nearest_profile(
+            BASE, tmp_path, pipeline="crossing", accuracy_floor=0.8, units=units
+        )
+        is None
+    )
+    same = ProfileStore.load(tmp_path / "frames.json")
+    same.meta["units"] = dict(units)
+    same.save(tmp_path / "same.json")
+    match = nearest_profile(
+        BASE, tmp_path, pipeline="crossing", accuracy_floor=0.8, units=units
+    )
+    assert match.path == tmp_path / "same.json" and match.distance == 0.0
