@@ -39,6 +39,7 @@ import concurrent.futures
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -98,8 +99,8 @@ DECODERS = ("pyav", "decord", "opencv")
 #: over 255 invocations), and an aggregate whose body takes under 1 ms spent 4 ms
 #: running. Exploration calls the bodies directly, so this is added to every seed.
 TASK_OVERHEAD_S = 0.015
-#: A short sample input, this share of a segment from its keyframe on, lets the
-#: exploration tell an op's fixed latency from its latency per unit (ours).
+#: A short sample input, at least this share of a segment from its keyframe on, lets
+#: the exploration tell an op's fixed latency from its latency per unit (ours).
 SHORT_INPUT_SHARE = 0.125
 
 
@@ -124,9 +125,17 @@ def _decoded_megapixels(parameters: Mapping[str, Any]) -> float:
     return frames * seg.width_px * seg.height_px / 1e6
 
 
-def _short_segment(seg: Segment) -> Segment:
-    """The first frames of `seg`'s keyframe interval: little to decode, little work."""
-    frames = max(2, round(seg.num_frames * SHORT_INPUT_SHARE))
+def _short_segment(seg: Segment, sample_every: Iterable[int] = (1,)) -> Segment:
+    """The first frames of `seg`'s keyframe interval: little to decode, little work.
+
+    Its length is a multiple of every value of `sample_every`, so each configuration
+    samples the same share of its frames as of a full segment's and the fitted line
+    does not mistake the rounding up of a short input's sampled frames for a fixed
+    part.
+    """
+    step = math.lcm(*sample_every)
+    wanted = max(2, round(seg.num_frames * SHORT_INPUT_SHARE))
+    frames = -(-wanted // step) * step
     start = seg.anchor_frame
     return seg.model_copy(update={"start_frame": start, "end_frame": start + frames})
 
@@ -843,11 +852,29 @@ def exploration_probes(work: SampleWork, videos: Sequence[str]) -> dict[str, Any
     """How to measure each op of the crossing pipeline on sample work."""
     from llama_prefect.tuning.explore import OpProbe
 
-    # A short input beside the full segments gives each study inputs of different
-    # sizes, from which it fits a latency line (fixed + per unit).
-    short = [{"segment": _short_segment((work.busy or work.spread)[0])}]
-    spread = [{"segment": s} for s in work.spread] + short
-    busy = [{"segment": s} for s in work.busy] + short
+    # A short input beside the full segments gives the decode-bound ops inputs of
+    # different sizes, from which each study fits a latency line (fixed + per unit).
+    # People detection costs seconds per segment, next to which its fixed part is
+    # small: it keeps full segments only, a proportional line, and a shorter study.
+    first = (work.busy or work.spread)[0]
+
+    def short(op: str) -> list[dict[str, Any]]:
+        every = [int(v) for v in PIPELINE.ops[op].knobs["sample_every"]]
+        return [{"segment": _short_segment(first, every)}]
+
+    spread = [{"segment": s} for s in work.spread]
+    busy = [{"segment": s} for s in work.busy]
+    # In a run, motion and faces share the machine mostly with people detection,
+    # which holds the other slot about four fifths of the time; two copies of a
+    # light op side by side make it look up to twice as fast as it runs. Their
+    # trials run beside HOG on one sampled frame at a time instead.
+    hog_input = _short_segment(first, PIPELINE.ops["people"].knobs["sample_every"])
+
+    def beside_people() -> Any:
+        return people.fn(
+            segment=hog_input, decoder="opencv", sample_every=10, width_px=768
+        )
+
     gather_input = {
         "info": probe(work.spread[0].video),
         "people_results": [],
@@ -864,10 +891,11 @@ def exploration_probes(work: SampleWork, videos: Sequence[str]) -> dict[str, Any
         ),
         "motion": OpProbe(
             motion.fn,
-            spread,
+            spread + short("motion"),
             _decoded_megapixels,
             _motion_agreement,
             fanout=lambda out: 1.0 if out.moving else 0.0,
+            background=beside_people,
         ),
         "people": OpProbe(
             people.fn,
@@ -876,7 +904,13 @@ def exploration_probes(work: SampleWork, videos: Sequence[str]) -> dict[str, Any
             _count_agreement,
             fanout=lambda out: 1.0 if any(c > 0 for c in out.counts) else 0.0,
         ),
-        "faces": OpProbe(faces.fn, busy, _decoded_megapixels, _count_agreement),
+        "faces": OpProbe(
+            faces.fn,
+            busy + short("faces"),
+            _decoded_megapixels,
+            _count_agreement,
+            background=beside_people,
+        ),
         "aggregate": OpProbe(aggregate.fn, [gather_input], lambda p: 1.0),
     }
 

@@ -74,6 +74,8 @@ OFFERS_PER_TRIAL = 4
 RSS_POLL_S = 0.01
 #: Default time bound of one trial, in seconds.
 TRIAL_TIMEOUT_S = 120.0
+#: Longest wait, in seconds, for background work to finish its call after a trial.
+BACKGROUND_JOIN_S = 10.0
 #: Inputs whose units differ by less than this share cannot tell a fixed part from a
 #: part per unit: the latency is then taken as proportional to the units (ours).
 MIN_UNITS_SPREAD = 0.1
@@ -98,6 +100,10 @@ class OpProbe:
             None means every configuration is exact (accuracy 1).
         fanout: Downstream invocations one output creates (a branch that does not
             fire counts 0); None when the op's fan-out is not measured.
+        background: Work that runs beside this op in a pipeline run, called over
+            and over in the backend's other slots while a trial runs, instead of
+            copies of the trial; None fills them with copies. A light op shares
+            the machine in a run mostly with the heavy ones, not with itself.
     """
 
     body: Callable[..., Any]
@@ -105,6 +111,7 @@ class OpProbe:
     units: Callable[[Mapping[str, Any]], float]
     accuracy: Callable[[Sequence[Any], Sequence[Any]], float] | None = None
     fanout: Callable[[Any], float] | None = None
+    background: Callable[[], Any] | None = None
 
     def fingerprint(self) -> str:
         """A short digest of the sample inputs; a journal resumes only on the same."""
@@ -307,7 +314,9 @@ def measure(
         copies: Copies of the work run side by side, each in its own thread; the
             latency is their mean. The runner keeps every slot of a backend busy, so
             a trial measured with the backend's slots full of copies meets the same
-            contention for cores, memory bandwidth and the interpreter lock.
+            contention for cores, memory bandwidth and the interpreter lock. With
+            the probe's `background` work, one copy runs and the background fills
+            the other slots.
 
     Raises:
         TrialTimeout: The inputs took longer than `timeout_s`. The body cannot be
@@ -315,7 +324,10 @@ def measure(
         Exception: Whatever the body raised.
     """
     with _PeakRss() as rss:
-        runs = _run_copies(probe, config, max(1, copies), timeout_s)
+        if probe.background is not None and copies > 1:
+            runs = _run_beside(probe, config, copies - 1, timeout_s)
+        else:
+            runs = _run_copies(probe, config, max(1, copies), timeout_s)
     outputs, units_each, _, _ = runs[0]
     units = sum(units_each)
     elapsed_s = sum(sum(run[2]) for run in runs) / len(runs)
@@ -417,6 +429,41 @@ def _run_copies(
         if "error" in box:
             raise box["error"]
     return [box["value"] for box in boxes]
+
+
+def _run_beside(
+    probe: OpProbe, config: Configuration, others: int, timeout_s: float
+) -> list[tuple[list[Any], list[float], list[float], float]]:
+    """Runs one copy of the inputs while `others` threads repeat the background work.
+
+    The background stops after the trial, at the end of the call it is in (waited
+    for up to `BACKGROUND_JOIN_S`), so it does not load the next trial. A background
+    call that raises ends that thread's load quietly: the trial's latency is what
+    is measured, and it then meets less contention.
+    """
+    assert probe.background is not None
+    background, stop = probe.background, threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                background()
+            except Exception as exc:
+                logger.debug("background work failed, stops: %s", exc)
+                return
+
+    loaders = [
+        threading.Thread(target=load, name=f"beside {config.key}", daemon=True)
+        for _ in range(others)
+    ]
+    for loader in loaders:
+        loader.start()
+    try:
+        return _run_copies(probe, config, 1, timeout_s)
+    finally:
+        stop.set()
+        for loader in loaders:
+            loader.join(BACKGROUND_JOIN_S)
 
 
 def _run_inputs(

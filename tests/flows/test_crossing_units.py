@@ -60,3 +60,10 @@ def test_the_short_input_starts_at_the_keyframe_and_is_an_eighth_long():
 def test_the_short_input_has_at_least_two_frames():
     tiny = SEGMENT.model_copy(update={"start_frame": 250, "end_frame": 253})
     assert _short_segment(tiny).num_frames == 2
+
+
+def test_the_short_input_is_a_multiple_of_every_sampling_step():
+    # faces sample every 5, 10 or 20 frames: 5 frames round up to 20
+    assert _short_segment(SEGMENT, (5, 10, 20)).num_frames == 20
+    # motion's 1, 2 and 4: 5 frames round up to 8
+    assert _short_segment(SEGMENT, (1, 2, 4)).num_frames == 8

@@ -430,3 +430,31 @@ class TestLatencyLine:
         for m in result.ops[0].seeded:
             prof = result.store.profile("toy", m.config)
             assert prof.seed_fixed_s == pytest.approx(m.fixed_s + 0.015)
+
+
+def test_background_work_fills_the_other_slots_instead_of_copies():
+    toy = Toy()
+    ran = threading.Event()
+
+    def body(x, **knobs):
+        ran.wait(5)  # the trial starts its work once the background has run
+        return toy.body(x, **knobs)
+
+    probe = dataclasses.replace(toy.probe(), body=body, background=ran.set)
+    config = Configuration.of(CPU, {"a": 1, "b": 1, "threads": 1})
+    found = measure(probe, config, PRICES, copies=3)
+    assert ran.is_set()
+    assert len(toy.calls) == 2  # one copy of the two inputs, not three
+    assert found.accuracy == 1.0
+
+
+def test_failing_background_work_does_not_fail_the_trial():
+    toy = Toy()
+
+    def broken():
+        raise RuntimeError("no such segment")
+
+    probe = dataclasses.replace(toy.probe(), background=broken)
+    config = Configuration.of(CPU, {"a": 1, "b": 1, "threads": 1})
+    assert measure(probe, config, PRICES, copies=2).s_per_unit > 0
+    assert len(toy.calls) == 2
