@@ -470,9 +470,12 @@ def _ensure_profiles(args: argparse.Namespace) -> Path:
 
     path = _profiles_path(args)
     videos = list_videos(args.videos)
-    if path.exists() and _measured_on(path) == [str(v) for v in videos]:
+    same_videos = path.exists() and _measured_on(path) == [str(v) for v in videos]
+    if same_videos and _units_match(path):
         return path
     reason = "no profiles" if not path.exists() else "profiles of other videos"
+    if same_videos:
+        reason = "profiles in other work units"
     print(f"{reason} at {path}: looking for a profile that fits this archive")
     _print_profiling(_explore_or_reuse(args, videos, path), _plots_folder(args, path))
     return path
@@ -489,6 +492,24 @@ def _measured_on(path: Path) -> list[str] | None:
     if isinstance(measured, dict):
         measured = measured.get("videos")
     return list(measured) if isinstance(measured, list) else None
+
+
+def _units_match(path: Path) -> bool:
+    """True when the store at `path` counts work in the crossing ops' current units.
+
+    A store explored before the units were recorded (or in other units) holds
+    latencies per unit of something else, so it predicts nothing for this pipeline.
+    """
+    import json
+
+    from llama_prefect.flows.crossing import PIPELINE
+    from llama_prefect.tuning.explore import pipeline_units
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8")).get("meta", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(raw.get("units") == pipeline_units(PIPELINE, PIPELINE.ops))
 
 
 def _plots_folder(args: argparse.Namespace, path: Path) -> Path:

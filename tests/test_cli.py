@@ -282,3 +282,21 @@ def test_real_bench_refuses_a_missing_archive_or_profile_store(tmp_path, capsys)
     assert main(argv + ["--samples", str(tmp_path / "v"), "--profiles", missing]) == 2
     assert "--profiles" in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_run_keeps_a_store_only_in_the_crossing_ops_current_work_units(tmp_path):
+    from llama_prefect.flows.crossing import PIPELINE
+
+    from llama_prefect.cli import _units_match
+    from llama_prefect.core.profiles import ProfileStore
+
+    path = tmp_path / "p.json"
+    store = ProfileStore("crossing")
+    store.save(path)
+    assert not _units_match(path)  # explored before units were recorded
+    store.meta["units"] = {op: spec.unit for op, spec in PIPELINE.ops.items()}
+    store.save(path)
+    assert _units_match(path)
+    store.meta["units"]["faces"] = "megapixel"
+    store.save(path)
+    assert not _units_match(path)
