@@ -34,6 +34,18 @@ PIPELINES = ("crossing",)
 DEFAULT_PROFILES = "runs/profiles/{pipeline}.json"
 
 
+#: Columns of tables written to a pipe or a file, where no terminal gives a width.
+PIPE_COLUMNS = 160
+
+
+def _console() -> Any:
+    """A rich console; wide enough in a pipe or a log that tables keep their cells."""
+    from rich.console import Console
+
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(width=PIPE_COLUMNS if piped else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = _parser()
@@ -518,9 +530,7 @@ def _plots_folder(args: argparse.Namespace, path: Path) -> Path:
 
 
 def _print_profiling(outcome: Any, plots: Path) -> None:
-    from rich.console import Console
-
-    console = Console()
+    console = _console()
     if outcome.reused is not None:
         match = outcome.reused
         console.print(
@@ -643,7 +653,6 @@ class _video_progress:
 def _report(args: argparse.Namespace) -> int:
     import json
 
-    from rich.console import Console
     from rich.markdown import Markdown
 
     from llama_prefect.report import read_report, summary_markdown
@@ -652,7 +661,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=1, default=str))
         return 0
-    console = Console()
+    console = _console()
     console.print(Markdown(summary_markdown(report)))
     if args.invocations:
         _print_invocations(console, report)
@@ -685,7 +694,6 @@ def _print_invocations(console: Any, report: dict[str, Any]) -> None:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from llama_prefect.results import ResultStore
@@ -709,7 +717,7 @@ def _results(args: argparse.Namespace) -> int:
             name = Path(data["video"]).name
             table.add_row(tag, name, stored.key[:16], crowded, cost, run_id)
             count += 1
-    Console().print(table)
+    _console().print(table)
     print(f"{count} results")
     return 0
 
@@ -777,10 +785,9 @@ def _check_writable(target: str) -> None:
 
 
 def _print_summary(report: dict[str, Any], report_path: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     table = Table(title="answers per video")
     for column in ("video", "crowded", "max people", "people per window"):
         table.add_column(column)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llama_prefect.cli import main
@@ -189,6 +191,24 @@ def test_report_prints_the_verdict_and_with_a_flag_the_invocations(
     out = capsys.readouterr().out
     assert "SLO met" in out and "a.mp4" in out
     assert "sample_every=5" in out and "1 invocations" in out
+
+
+def test_a_piped_report_keeps_its_table_cells_whole(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    path = _saved_report(tmp_path)
+    record = json.loads(path.read_text())
+    record["invocations"][0]["configuration"] = {
+        "decoder": "decord",
+        "sample_every": 5,
+        "threads": 1,
+        "width_px": 768,
+        "win_stride_px": 8,
+    }
+    path.write_text(json.dumps(record))
+    assert main(["report", str(path), "--invocations"]) == 0
+    out = capsys.readouterr().out
+    assert "decoder=decord" in out and "win_stride_px=8" in out
+    assert "…" not in out
 
 
 def test_report_as_json_is_the_file(tmp_path, capsys):
