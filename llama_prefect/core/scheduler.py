@@ -151,7 +151,7 @@ class Plan:
     probe: bool = False
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Invocation:
     """One run of one op on one piece of input: one task run.
 
@@ -188,7 +188,7 @@ class Invocation:
     winner: Attempt | None = None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Call:
     """One call on a backend: one invocation's attempt, or a batch of several."""
 
@@ -201,7 +201,7 @@ class Call:
     learned: bool = False
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Attempt:
     """One try of one invocation on a backend.
 
@@ -263,7 +263,7 @@ class Attempt:
 _Entry = tuple[int, int, int, Invocation]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Group:
     created: list[int]
     unfinished: list[int]
@@ -275,7 +275,7 @@ class _Group:
     members: list[Invocation] = field(default_factory=list)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Context:
     """What the targets of a scope (the run or one group) depend on, at a version."""
 
@@ -292,12 +292,34 @@ class _Context:
 _Row = tuple[float, float, Option, float, int, float]
 
 
+#: An option as `_rows` prices it: the option, its backend, (backend, slots), its
+#: call batch, and the invocations its backend runs at once.
+_Facts = tuple[Option, str, tuple[str, int], int, float]
+
+
 def _by_cost(row: _Row) -> tuple[float, float, Configuration]:
     return row[1], row[0], row[2].config
 
 
 def _by_latency(row: _Row) -> tuple[float, float, Configuration]:
     return row[0], row[1], row[2].config
+
+
+def _cheapest_fitting(rows: list[_Row], target_s: float) -> _Row | None:
+    """``min(r for r in rows if r[0] <= target_s, key=_by_cost)``, None if none fit.
+
+    The first of equal rows wins, as with `min`; written out, as every decision
+    of the cost objective takes this path.
+    """
+    best: _Row | None = None
+    for r in rows:
+        if not r[0] <= target_s:
+            continue
+        if best is None or r[1] < best[1]:
+            best = r
+        elif r[1] == best[1] and _by_cost(r) < _by_cost(best):
+            best = r
+    return best
 
 
 def _undominated(options: list[Option]) -> list[Option]:
@@ -468,7 +490,7 @@ class Scheduler:
         self._cancelled: list[Attempt] = []
         self._last_config: dict[str, Configuration] = {}
         self._decisions: dict[str, int] = dict.fromkeys(self._ops, 0)
-        self._last_used: dict[tuple[str, Configuration], int] = {}
+        self._last_used: dict[tuple[str, str], int] = {}  # by configuration key
         self._rng = random.Random(settings.seed)
         self._z_by_width: dict[int, float] = {}
         self._unavailable_until: dict[str, float] = {}
@@ -514,6 +536,7 @@ class Scheduler:
         self._widest_batch: dict[str, int] = dict.fromkeys(self._ops, 1)
         self._weights: dict[str, list[Option]] = {}
         self._menus: dict[str, list[Option]] = {}
+        self._facts: dict[tuple[str, bool], tuple[list[Option], list[_Facts]]] = {}
         self._seen: dict[str, int] = {}
         self._margins: dict[tuple[str, str, int], float] = {}
         self._contexts: dict[str, _Context] = {}
@@ -597,7 +620,11 @@ class Scheduler:
 
     def _before_source(self, grp: _Group) -> bool:
         """True while a group's source invocations have not all ended."""
-        return any(grp.unfinished[s] > 0 for s in self._sources)
+        unfinished = grp.unfinished
+        for s in self._sources:
+            if unfinished[s] > 0:
+                return True
+        return False
 
     def _remaining(
         self, pre: float, unfinished: list[int], missing: list[int]
@@ -843,9 +870,11 @@ class Scheduler:
         self._skip.clear()
         started: list[Attempt] = []
         progress = True
-        while progress:
+        while progress and self._requests:
             progress = False
             for backend in self._serve_order:
+                if not self._requests:
+                    break  # nothing is queued: no backend has anything to commit
                 if self._free(backend) > 0 and backend not in self._held:
                     progress |= self._serve(backend, started)
         return started
@@ -856,7 +885,8 @@ class Scheduler:
         taken: dict[str, int] = {}
         tried: set[tuple[str, str]] = set()
         committed = False
-        while self._free(backend) > 0 and backend not in self._held:
+        capacity, used, held = self._capacity[backend], self._used, self._held
+        while self._requests and used[backend] < capacity and backend not in held:
             op = self._best_op(backend, taken, quota)
             if op is None and quota < INF:
                 quota = INF  # every op had its quota: the rest goes in order
@@ -877,8 +907,10 @@ class Scheduler:
     def _quota(self, backend: str) -> float:
         if not self.settings.priority_commit:
             return INF
-        live = self._live[backend]
-        with_work = sum(1 for op in self._ops if live[op])
+        with_work = 0
+        for count in self._live[backend].values():
+            if count:
+                with_work += 1
         return max(1.0, math.ceil(self._free(backend) / max(1, with_work)))
 
     def _best_op(
@@ -1019,7 +1051,11 @@ class Scheduler:
         return self._slot_wait_s(spec.config.backend, slots, inv, True) == 0
 
     def _option_for(self, op: str, config: Configuration) -> Option:
-        for option in self._options_of(op):
+        options = self._options_of(op)
+        for option in options:  # a plan holds its option's own configuration
+            if option.config is config:
+                return option
+        for option in options:
             if option.config == config:
                 return option
         raise ConfigurationError(
@@ -1033,7 +1069,7 @@ class Scheduler:
         members = [inv]
         if option.call_batch > 1:
             members += self._batch_mates(inv, option)
-        units = sum(m.units for m in members)
+        units = inv.units if len(members) == 1 else sum(m.units for m in members)
         run_s = option.run_s(units * max(1.0, option.call_batch / len(members)))
         now, backend = self.clock.now(), option.backend
         startup_s = self._startup[backend]
@@ -1100,7 +1136,7 @@ class Scheduler:
     def _note_use(self, op: str, config: Configuration) -> None:
         self._last_config[op] = config
         self._decisions[op] += 1
-        self._last_used[(op, config)] = self._decisions[op]
+        self._last_used[(op, config.key)] = self._decisions[op]
 
     def _draw_injection(self) -> str | None:
         fail, slow = (
@@ -1194,7 +1230,7 @@ class Scheduler:
         ends = self._ends[call.backend]
         for _ in range(call.slots):
             del ends[bisect.bisect_left(ends, call.end_s)]
-        op_ends = self._op_ends[attempt.op]
+        op_ends = self._op_ends[attempt.invocation.op]
         del op_ends[bisect.bisect_left(op_ends, call.end_s)]
 
     def _win(self, attempt: Attempt) -> None:
@@ -1253,18 +1289,19 @@ class Scheduler:
         run_s = max(attempt.observed_s - attempt.startup_s, 0.0)
         units = sum(a.units for a in call.attempts)
         units *= max(1.0, call.option.call_batch / len(call.attempts))
+        op = attempt.invocation.op
         self.store.observe(
-            attempt.op,
+            op,
             call.option.config,
             units,
             run_s,
             shared=self.settings.shared_feedback,
             invocation_units=attempt.units,
         )
-        seen = self._seen.get(attempt.op, 0) + 1
-        self._seen[attempt.op] = seen
+        seen = self._seen.get(op, 0) + 1
+        self._seen[op] = seen
         if seen % MENU_REFRESH == 0:
-            self._refresh(attempt.op)
+            self._refresh(op)
 
     def resume(self, inv_id: str) -> bool:
         """Plans a held invocation again (its caller retries it); True if it was."""
@@ -1520,23 +1557,33 @@ class Scheduler:
         waits: dict[tuple[str, int], float] = {}
         may_wait = self.settings.batching and not inv.waited
         out: list[_Row] = []
-        for o in self._options_of(op) if full else self._menu(op):
-            backend = o.backend
+        startup, margins = self._startup, self._margins
+        fanout = self.settings.fanout_quantile
+        for o, backend, key, batch, parallel in self._priced(op, full):
             if backend in closed:
                 continue
-            key = (backend, o.slots)
             wait_s = waits.get(key)
             if wait_s is None:
                 wait_s = waits[key] = self._slot_wait_s(
-                    backend, o.slots, inv, at_commit
+                    backend, key[1], inv, at_commit
                 )
                 self._waits_seen |= wait_s > 0
             if wait_s == INF:
                 continue
-            batch = o.call_batch
-            run_s = o.run_s(units * batch)
-            base_s = self._startup[backend] + run_s * self._margin(op, o, width_of)
-            usd = o.usd(run_s)
+            prof = o.profile  # `Option.run_s`, inline
+            seed_s = prof.seed_fixed_s + prof.seed_s_per_unit * (units * batch)
+            run_s = seed_s * o.drift.get(backend, 1.0) * prof.residual
+            margin = 1.0
+            if fanout:  # `_margin`, its cache read here
+                width = int(parallel if parallel < width_of else width_of)
+                found = margins.get((op, backend, width if width > 1 else 1))
+                margin = self._margin(op, o, width_of) if found is None else found
+            base_s = startup[backend] + run_s * margin
+            if o.granularity_s > 0.0:  # `Option.usd`, inline
+                usd = -(-run_s // o.granularity_s) * o.granularity_s
+                usd = usd * o.usd_per_s + o.usd_fee
+            else:
+                usd = run_s * o.usd_per_s + o.usd_fee
             fill = batch if batch <= ready else ready
             out.append((base_s + wait_s, usd / fill, o, run_s, fill, 0.0))
             if batch > fill and may_wait:
@@ -1545,6 +1592,22 @@ class Scheduler:
                     late_s = base_s + (wait_s if wait_s > fill_s else fill_s)
                     out.append((late_s, usd / batch, o, run_s, batch, fill_s))
         return out
+
+    def _priced(self, op: str, full: bool) -> list[_Facts]:
+        """The op's menu (or every option, when `full`) with what pricing reads.
+
+        Built again whenever the menu or the options are (see `_menu`).
+        """
+        options = self._options_of(op) if full else self._menu(op)
+        cached = self._facts.get((op, full))
+        if cached is not None and cached[0] is options:
+            return cached[1]
+        facts = []
+        for o in options:
+            parallel = self.backends[o.backend].capacity / o.slots * o.call_batch
+            facts.append((o, o.backend, (o.backend, o.slots), o.call_batch, parallel))
+        self._facts[(op, full)] = (options, facts)
+        return facts
 
     def _pick(
         self, inv: Invocation, rows: list[_Row], target_s: float, ctx: _Context
@@ -1565,9 +1628,9 @@ class Scheduler:
             return min(eligible, key=_by_cost), below_floor
         if objective != "cost":
             choose([], 0.0, objective=objective)  # raises the objective error
-        fitting = [r for r in eligible if r[0] <= target_s]
-        if fitting:
-            return min(fitting, key=_by_cost), below_floor
+        cheapest = _cheapest_fitting(eligible, target_s)
+        if cheapest is not None:
+            return cheapest, below_floor
         left = max(1.0, ctx.remaining[self._index[inv.op]])
         return min(eligible, key=lambda r: self._miss_key(r, left)), below_floor
 
@@ -1733,7 +1796,7 @@ class Scheduler:
                 continue
             if row[1] > (1 + s.retry_margin) * chosen[1]:
                 continue
-            last = self._last_used.get((op, option.config), 0)
+            last = self._last_used.get((op, option.config.key), 0)
             if last > stale_before:
                 continue
             if best is None or (last, row[1]) < best:
