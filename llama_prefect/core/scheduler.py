@@ -305,6 +305,15 @@ def _by_latency(row: _Row) -> tuple[float, float, Configuration]:
     return row[0], row[1], row[2].config
 
 
+def _fastest_s(rows: list[_Row]) -> float:
+    """``min(r[0] for r in rows)``, written out."""
+    best = rows[0][0]
+    for r in rows:
+        if r[0] < best:
+            best = r[0]
+    return best
+
+
 def _cheapest_fitting(rows: list[_Row], target_s: float) -> _Row | None:
     """``min(r for r in rows if r[0] <= target_s, key=_by_cost)``, None if none fit.
 
@@ -494,6 +503,7 @@ class Scheduler:
         self._rng = random.Random(settings.seed)
         self._z_by_width: dict[int, float] = {}
         self._unavailable_until: dict[str, float] = {}
+        self._scoped = settings.target_scope == "group"
 
     def _init_graph(self) -> None:
         p = self.pipeline
@@ -1161,13 +1171,13 @@ class Scheduler:
         if not self.settings.duplication:
             return
         plan, s = attempt.plan, self.settings
-        predicted_s = max(plan.predicted_s, 1e-6)
+        predicted_s = 1e-6 if 1e-6 > plan.predicted_s else plan.predicted_s
         lost_s = plan.target_s - plan.fastest_s
-        after_s = min(
-            s.straggler_factor * predicted_s,
-            max(s.straggler_floor * predicted_s, lost_s),
-        )
-        after_s = max(after_s, s.straggler_min_s)
+        floor_s = s.straggler_floor * predicted_s
+        floor_s = lost_s if lost_s > floor_s else floor_s
+        after_s = s.straggler_factor * predicted_s
+        after_s = floor_s if floor_s < after_s else after_s
+        after_s = s.straggler_min_s if s.straggler_min_s > after_s else after_s
         attempt.duplicate_at_s = attempt.started_s + after_s
         self._seq += 1
         heapq.heappush(self._watch, (attempt.duplicate_at_s, self._seq, attempt))
@@ -1490,7 +1500,7 @@ class Scheduler:
             run_s=run_s,
             fill=fill,
             wait_s=wait_s,
-            fastest_s=min(r[0] for r in rows),
+            fastest_s=_fastest_s(rows),
             probe=probe,
         )
         if reuse_key is not None:
@@ -1807,17 +1817,20 @@ class Scheduler:
 
     def _context(self, group: str) -> _Context:
         """Work ahead for an invocation of `group`, cached until something changes."""
-        grp = self._group(group)
-        scoped = self.settings.target_scope == "group"
-        version = (
-            grp.version if scoped else self._version,
-            self._counts_version,
-            self._weights_version,
-        )
+        grp = self._groups.get(group) or self._group(group)
+        scoped = self._scoped
         key = group if scoped else ""
         cached = self._contexts.get(key)
-        if cached is not None and cached.version == version:
-            return cached
+        own = grp.version if scoped else self._version
+        if cached is not None:
+            v = cached.version
+            if (
+                v[0] == own
+                and v[1] == self._counts_version
+                and v[2] == self._weights_version
+            ):
+                return cached
+        version = (own, self._counts_version, self._weights_version)
         remaining = self._remaining_group(grp) if scoped else self._remaining_run()
         deadline_s = (
             self.settings.deadline_s if grp.deadline_s is None else grp.deadline_s
@@ -1843,10 +1856,14 @@ class Scheduler:
             own_s = self._call_s(basis[1], inv.units) * basis[2]
         sums = ctx.sums.get(inv.op)
         if sums is None:
-            sums = ctx.sums[inv.op] = [
-                (sum(self._stage_of(ctx, x)[0] for x in path), path)
-                for path in self._paths[inv.op]
-            ]
+            sums = ctx.sums[inv.op] = []
+            stages = ctx.stages
+            for path in self._paths[inv.op]:
+                ahead_s = 0  # added up in path order, as `sum` does
+                for x in path:
+                    stage = stages.get(x)
+                    ahead_s += (stage or self._stage_of(ctx, x))[0]
+                sums.append((ahead_s, path))
         left = time_left_s if time_left_s > 0 else 0.0
         best_s, best_path = INF, self._paths[inv.op][0]
         for ahead_s, path in sums:
