@@ -551,6 +551,7 @@ class Scheduler:
         self._margins: dict[tuple[str, str, int], float] = {}
         self._contexts: dict[str, _Context] = {}
         self._last_plan: tuple[tuple[object, ...], int, Plan, bool] | None = None
+        self._planned: tuple[Invocation, tuple[object, ...] | None, int] | None = None
         self._waits_seen = True
         self._version = 0
         self._counts_version = 0
@@ -788,10 +789,18 @@ class Scheduler:
         if inv.speculative is None:
             inv.speculative = self.plan(inv)
             if not self._waits_seen:
-                ctx = self._context(inv.group)
-                key = self._reuse_key(inv, ctx, (), False, False)
+                key = self._planned_key(inv)
                 inv.fresh = None if key is None else (key, self._ready_for(inv))
         self._enqueue(inv, inv.speculative)
+
+    def _planned_key(self, inv: Invocation) -> tuple[object, ...] | None:
+        """`_reuse_key` of the plan just made for `inv` (unchanged since then)."""
+        planned = self._planned
+        if planned is not None and planned[0] is inv:
+            if planned[2] == self._weights_version:  # its context still holds
+                return planned[1]
+        ctx = self._context(inv.group)
+        return self._reuse_key(inv, ctx, (), False, False)
 
     def cancel(self, inv_id: str, error: str) -> Invocation:
         """Ends an invocation that never ran (its upstream failed)."""
@@ -897,11 +906,10 @@ class Scheduler:
         committed = False
         capacity, used, held = self._capacity[backend], self._used, self._held
         while self._requests and used[backend] < capacity and backend not in held:
-            op = self._best_op(backend, taken, quota)
-            if op is None and quota < INF:
+            inv = self._best_op(backend, taken, quota)
+            if inv is None and quota < INF:
                 quota = INF  # every op had its quota: the rest goes in order
                 continue
-            inv = self._head(backend, op) if op is not None else None
             if inv is None:
                 inv = self._steal(backend, tried)
                 if inv is None:
@@ -925,18 +933,21 @@ class Scheduler:
 
     def _best_op(
         self, backend: str, taken: Mapping[str, int], quota: float
-    ) -> str | None:
+    ) -> Invocation | None:
+        """The head of the queue on `backend` that commits next, if any."""
         best: tuple[float, ...] | None = None
         chosen = None
+        live, skip = self._live[backend], self._skip
+        priority = self.settings.priority_commit
         for op in self._ops:
-            if not self._live[backend][op] or taken.get(op, 0) >= quota:
+            if not live[op] or taken.get(op, 0) >= quota:
                 continue
-            if (backend, op) in self._skip:
+            if (backend, op) in skip:
                 continue
             head = self._head(backend, op)
             if head is None:
                 continue
-            if self.settings.priority_commit:
+            if priority:
                 key: tuple[float, ...] = (
                     -self._depth[op],
                     -self._affinity[op].get(backend, 1.0),
@@ -945,7 +956,7 @@ class Scheduler:
             else:
                 key = (head.seq,)
             if best is None or key < best:
-                best, chosen = key, op
+                best, chosen = key, head
         return chosen
 
     def _steal(self, backend: str, tried: set[tuple[str, str]]) -> Invocation | None:
@@ -1297,8 +1308,11 @@ class Scheduler:
         # prediction, so it must not be learned as work. A batch of fewer
         # invocations than its call takes runs as long as a full one.
         run_s = max(attempt.observed_s - attempt.startup_s, 0.0)
-        units = sum(a.units for a in call.attempts)
-        units *= max(1.0, call.option.call_batch / len(call.attempts))
+        mates = call.attempts
+        units = mates[0].invocation.units if len(mates) == 1 else sum(
+            a.invocation.units for a in mates
+        )
+        units *= max(1.0, call.option.call_batch / len(mates))
         op = attempt.invocation.op
         self.store.observe(
             op,
@@ -1471,6 +1485,7 @@ class Scheduler:
         ctx = self._context(inv.group)
         probing = at_commit and self._probe_due(inv.op)
         reuse_key = self._reuse_key(inv, ctx, exclude, at_commit, probing)
+        self._planned = (inv, reuse_key, self._weights_version)
         reused = self._reusable(inv, reuse_key, at_commit)
         if reused is not None:
             return reused
@@ -1903,6 +1918,17 @@ class Scheduler:
         """Seconds of the op's remaining work, the option standing for it, margin."""
         basis = self.settings.weight_basis
         option: Option | None = None
+        if basis == "robust":  # the default, taken first
+            weights = self._weights.get(op)
+            if weights is not None and len(weights) == 1:
+                option = weights[0]
+                stage_s = self._stage_s(option, remaining, units)
+            else:
+                stage_s, option = self._clearing_soonest(op, remaining, units)
+            if option is None:
+                return 0.0, None, 1.0
+            margin = self._margin(op, option, remaining if remaining > 1.0 else 1.0)
+            return stage_s * margin, option, margin
         if basis == "chosen":
             last = self._last_config.get(op)
             if last is not None:
@@ -1923,9 +1949,14 @@ class Scheduler:
         calls = remaining / option.call_batch
         if calls <= 0:
             return 0.0
-        parallel = self.backends[option.backend].capacity / option.slots
+        backend = option.backend
+        parallel = self._capacity[backend] / option.slots
         width = parallel if parallel < calls else calls
-        return calls * self._call_s(option, units) / (width if width > 1.0 else 1.0)
+        prof = option.profile  # `_call_s` and `Option.run_s`, inline
+        seed_s = prof.seed_fixed_s + prof.seed_s_per_unit * (units * option.call_batch)
+        run_s = seed_s * option.drift.get(backend, 1.0) * prof.residual
+        call_s = self._startup[backend] + run_s
+        return calls * call_s / (width if width > 1.0 else 1.0)
 
     def _option_by_config(self, op: str, config: Configuration) -> Option | None:
         for option in self._options_of(op):

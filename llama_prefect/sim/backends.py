@@ -124,8 +124,10 @@ class GpuPoolModel:
 
     def startup_hint_s(self, now: float) -> float:
         """0 when an idle task is up, else the start-up of a new one."""
-        up = any(t.up_since is not None and not t.busy for t in self.tasks)
-        return 0.0 if up else self.start_s
+        for t in self.tasks:
+            if t.up_since is not None and not t.busy:
+                return 0.0  # an idle task is up
+        return self.start_s
 
     def start(self, now: float) -> tuple[int, float]:
         """Takes a task for a call; returns its index and the start-up delay."""

@@ -187,6 +187,9 @@ class Simulation:
         )
         self.vm = FixedPoolModel(self.prices, spec.vm_slots)
         self.scheduler = self._scheduler(objective)
+        self._has_lambda = LAMBDA in self.scheduler.backends
+        self._has_gpu = GPU in self.scheduler.backends
+        self._memory_mb: dict[str, float] = {}
         self._events: list[tuple[float, int, int, Any]] = []
         self._seq = 0
         self._progress: dict[str, _Progress] = {}
@@ -276,9 +279,9 @@ class Simulation:
 
     def _update_startups(self) -> None:
         now, sched = self.clock.now(), self.scheduler
-        if LAMBDA in sched.backends:
+        if self._has_lambda:
             sched.set_startup(LAMBDA, self.lam.startup_hint_s(now))
-        if GPU in sched.backends:
+        if self._has_gpu:
             sched.set_startup(GPU, self.gpu.startup_hint_s(now))
 
     # -- videos and invocations --------------------------------------------------------
@@ -347,17 +350,29 @@ class Simulation:
         backend = call.backend
         run = _Running(call, backend, now)
         if backend == LAMBDA:
-            run.memory_mb = float(call.option.config.as_dict().get(MEMORY_KNOB, 1769))
+            run.memory_mb = self._memory_of(call)
             run.startup_s = self.lam.start(now, run.memory_mb)
         elif backend == GPU:
             run.slot, run.startup_s = self.gpu.start(now)
         run_s = self._true_run_s(call)
-        if all(a.injected == "failure" for a in call.attempts):
+        for attempt in call.attempts:
+            if attempt.injected != "failure":
+                break
+        else:  # every attempt of the call is marked to fail
             run_s *= FAIL_AT
         run.end_s = now + run.startup_s + run_s
         self._running[id(call)] = run
         self._counts["calls"] += 1
         self._push(run.end_s, _END, run)
+
+    def _memory_of(self, call: Call) -> float:
+        """Memory in MB of a Lambda call's configuration."""
+        config = call.option.config
+        memory_mb = self._memory_mb.get(config.key)
+        if memory_mb is None:
+            memory_mb = float(config.as_dict().get(MEMORY_KNOB, 1769))
+            self._memory_mb[config.key] = memory_mb
+        return memory_mb
 
     def _true_run_s(self, call: Call) -> float:
         """The call's true run time: its invocations' truths, a partial batch padded."""
