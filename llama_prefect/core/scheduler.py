@@ -324,9 +324,11 @@ def _cheapest_fitting(rows: list[_Row], target_s: float) -> _Row | None:
     for r in rows:
         if not r[0] <= target_s:
             continue
-        if best is None or r[1] < best[1]:
-            best = r
-        elif r[1] == best[1] and _by_cost(r) < _by_cost(best):
+        if (
+            best is None
+            or r[1] < best[1]
+            or (r[1] == best[1] and _by_cost(r) < _by_cost(best))
+        ):
             best = r
     return best
 
@@ -504,6 +506,9 @@ class Scheduler:
         self._z_by_width: dict[int, float] = {}
         self._unavailable_until: dict[str, float] = {}
         self._scoped = settings.target_scope == "group"
+        self._injecting = not (
+            settings.inject_failure_rate <= 0 and settings.inject_straggler_rate <= 0
+        )
 
     def _init_graph(self) -> None:
         p = self.pipeline
@@ -632,7 +637,7 @@ class Scheduler:
     def _before_source(self, grp: _Group) -> bool:
         """True while a group's source invocations have not all ended."""
         unfinished = grp.unfinished
-        for s in self._sources:
+        for s in self._sources:  # noqa: SIM110 (a loop: no generator on a hot path)
             if unfinished[s] > 0:
                 return True
         return False
@@ -796,9 +801,13 @@ class Scheduler:
     def _planned_key(self, inv: Invocation) -> tuple[object, ...] | None:
         """`_reuse_key` of the plan just made for `inv` (unchanged since then)."""
         planned = self._planned
-        if planned is not None and planned[0] is inv:
-            if planned[2] == self._weights_version:  # its context still holds
-                return planned[1]
+        # Its context still holds while the options were not rebuilt since.
+        if (
+            planned is not None
+            and planned[0] is inv
+            and planned[2] == self._weights_version
+        ):
+            return planned[1]
         ctx = self._context(inv.group)
         return self._reuse_key(inv, ctx, (), False, False)
 
@@ -815,9 +824,10 @@ class Scheduler:
         """The invocation's final state: it leaves the work still expected."""
         inv.state, inv.error = state, error
         inv.finished_s = inv.finished_s or self.clock.now()
-        grp = self._group(inv.group)
-        self._change(grp, self._index[inv.op], 0, -1)
-        if state is State.DONE and self.pipeline.ops[inv.op].gather:
+        grp = self._groups.get(inv.group) or self._group(inv.group)
+        index = self._index[inv.op]
+        self._change(grp, index, 0, -1)
+        if state is State.DONE and self._gather[index]:
             self._close_group(grp)
 
     # -- queues ------------------------------------------------------------------------
@@ -1131,16 +1141,16 @@ class Scheduler:
         kind, inv.pending = inv.pending or "first", None
         number = len(inv.attempts) + 1
         now = self.clock.now()
-        attempt = Attempt(
-            id=inv.id if number == 1 else f"{inv.id}~{number}",
-            invocation=inv,
-            number=number,
-            kind=kind,
-            plan=plan,
-            started_s=now,
-            call=call,
-            startup_s=self._startup[call.backend],
-            injected=self._draw_injection(),
+        attempt = Attempt(  # in field order: id, invocation, number, kind, plan, ...
+            inv.id if number == 1 else f"{inv.id}~{number}",
+            inv,
+            number,
+            kind,
+            plan,
+            now,
+            call,
+            self._startup[call.backend],
+            self._draw_injection() if self._injecting else None,
         )
         if inv.state is State.READY:
             inv.state = State.RUNNING
@@ -1182,7 +1192,8 @@ class Scheduler:
         if not self.settings.duplication:
             return
         plan, s = attempt.plan, self.settings
-        predicted_s = 1e-6 if 1e-6 > plan.predicted_s else plan.predicted_s
+        predicted_s = plan.predicted_s
+        predicted_s = 1e-6 if predicted_s < 1e-6 else predicted_s  # max(p, 1e-6)
         lost_s = plan.target_s - plan.fastest_s
         floor_s = s.straggler_floor * predicted_s
         floor_s = lost_s if lost_s > floor_s else floor_s
@@ -1309,8 +1320,10 @@ class Scheduler:
         # invocations than its call takes runs as long as a full one.
         run_s = max(attempt.observed_s - attempt.startup_s, 0.0)
         mates = call.attempts
-        units = mates[0].invocation.units if len(mates) == 1 else sum(
-            a.invocation.units for a in mates
+        units = (
+            mates[0].invocation.units
+            if len(mates) == 1
+            else sum(a.invocation.units for a in mates)
         )
         units *= max(1.0, call.option.call_batch / len(mates))
         op = attempt.invocation.op
@@ -1589,9 +1602,7 @@ class Scheduler:
                 continue
             wait_s = waits.get(key)
             if wait_s is None:
-                wait_s = waits[key] = self._slot_wait_s(
-                    backend, key[1], inv, at_commit
-                )
+                wait_s = waits[key] = self._slot_wait_s(backend, key[1], inv, at_commit)
                 self._waits_seen |= wait_s > 0
             if wait_s == INF:
                 continue
@@ -1874,7 +1885,7 @@ class Scheduler:
             sums = ctx.sums[inv.op] = []
             stages = ctx.stages
             for path in self._paths[inv.op]:
-                ahead_s = 0  # added up in path order, as `sum` does
+                ahead_s = 0.0  # added up in path order, as `sum` does
                 for x in path:
                     stage = stages.get(x)
                     ahead_s += (stage or self._stage_of(ctx, x))[0]
@@ -1953,7 +1964,8 @@ class Scheduler:
         parallel = self._capacity[backend] / option.slots
         width = parallel if parallel < calls else calls
         prof = option.profile  # `_call_s` and `Option.run_s`, inline
-        seed_s = prof.seed_fixed_s + prof.seed_s_per_unit * (units * option.call_batch)
+        calls_units = units * option.call_batch
+        seed_s = prof.seed_fixed_s + prof.seed_s_per_unit * calls_units
         run_s = seed_s * option.drift.get(backend, 1.0) * prof.residual
         call_s = self._startup[backend] + run_s
         return calls * call_s / (width if width > 1.0 else 1.0)
