@@ -808,8 +808,21 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             return list(self._records)
 
     def _log_decision(self, inv: Attempt, pending: _Pending) -> None:
+        """Logs a decision: at INFO when it is news, else at DEBUG.
+
+        News is a duplicate, a retry or a re-plan, and a decision predicted to miss
+        its target. A first attempt planned to meet its target logs at DEBUG only:
+        one line per task run would be shipped to the Prefect API for every
+        invocation, which costs more than the run of a short op; its plan record
+        (`records`, the run report) keeps every decision.
+        """
         plan = inv.plan
         assert plan is not None
+        news = inv.kind != "first" or plan.predicted_miss
+        level = logging.INFO if news else logging.DEBUG
+        target = pending.run_logger or logger
+        if not target.isEnabledFor(level):
+            return
         knobs = "".join(f" {k}={v}" for k, v in plan.config.knobs)
         miss = " (predicted miss)" if plan.predicted_miss else ""
         line = (
@@ -817,7 +830,9 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             f"-> {plan.config.backend}{knobs}, predicted {plan.predicted_s:.2f} s, "
             f"${plan.cost_usd:.7f}{miss}"
         )
-        (pending.run_logger or logger).info(line)
+        if inv.kind != "first":
+            line += f" ({inv.kind})"
+        target.log(level, line)
 
 
 class _Hooks:

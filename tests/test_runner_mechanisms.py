@@ -7,9 +7,12 @@ batched call share one call of the op's batched body.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from prefect import flow, task
@@ -192,3 +195,57 @@ def test_without_batching_each_invocation_runs_alone(prefect_server, tmp_path):
     assert out["values"] == [0, 10, 20, 30]
     assert BATCHED == []
     assert all(r["batched_with"] == 1 for r in out["records"])
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.levelno, record.getMessage()))
+
+
+def _decision(kind: str, *, miss: bool = False) -> Any:
+    plan = SimpleNamespace(
+        config=Configuration.of("local-cpu", {"mode": "a"}),
+        target_s=2.0,
+        time_left_s=30.0,
+        predicted_s=3.0 if miss else 1.0,
+        cost_usd=0.0001,
+        predicted_miss=miss,
+    )
+    return SimpleNamespace(plan=plan, kind=kind, op="noop")
+
+
+def test_decisions_log_at_info_only_when_they_are_news():
+    log = logging.getLogger("test-decisions")
+    log.setLevel(logging.DEBUG)
+    lines = _Lines()
+    log.addHandler(lines)
+    runner = LlamaTaskRunner(_pipeline(), save_profiles=False)
+    pending = SimpleNamespace(run_logger=log)
+    try:
+        for kind, miss in [("first", False), ("first", True), ("duplicate", False)]:
+            runner._log_decision(_decision(kind, miss=miss), pending)  # type: ignore[arg-type]
+    finally:
+        log.removeHandler(lines)
+    levels = [level for level, _ in lines.lines]
+    assert levels == [logging.DEBUG, logging.INFO, logging.INFO]
+    assert "mode=a, predicted 1.00 s" in lines.lines[0][1]
+    assert lines.lines[1][1].endswith("(predicted miss)")
+    assert lines.lines[2][1].endswith("(duplicate)")
+
+
+def test_a_quiet_logger_builds_no_line_for_a_routine_decision():
+    log = logging.getLogger("test-decisions-quiet")
+    log.setLevel(logging.INFO)
+    lines = _Lines()
+    log.addHandler(lines)
+    runner = LlamaTaskRunner(_pipeline(), save_profiles=False)
+    try:
+        runner._log_decision(_decision("first"), SimpleNamespace(run_logger=log))  # type: ignore[arg-type]
+        runner._log_decision(_decision("retry"), SimpleNamespace(run_logger=log))  # type: ignore[arg-type]
+    finally:
+        log.removeHandler(lines)
+    assert [level for level, _ in lines.lines] == [logging.INFO]

@@ -1514,22 +1514,22 @@ class Scheduler:
             if found is not None:
                 pick, probe = found, True
         predicted_s, cost_usd, option, run_s, fill, wait_s = pick
-        plan = Plan(
-            target_s=target_s,
-            time_left_s=time_left_s,
-            path=path,
-            config=option.config,
-            predicted_s=predicted_s,
-            cost_usd=cost_usd,
-            accuracy=option.accuracy,
-            predicted_miss=predicted_s > target_s,
-            below_floor=below_floor,
-            considered=len(rows),
-            run_s=run_s,
-            fill=fill,
-            wait_s=wait_s,
-            fastest_s=_fastest_s(rows),
-            probe=probe,
+        plan = Plan(  # in field order (positional is the faster call)
+            target_s,
+            time_left_s,
+            path,
+            option.config,
+            predicted_s,
+            cost_usd,
+            option.accuracy,
+            predicted_s > target_s,
+            below_floor,
+            len(rows),
+            run_s,
+            fill,
+            wait_s,
+            _fastest_s(rows),
+            probe,
         )
         if reuse_key is not None:
             clean = not self._waits_seen

@@ -45,9 +45,9 @@ def _pipeline() -> Pipeline:
 def _store() -> ProfileStore:
     store = ProfileStore("video")
     store.seed("split", SPLIT, 0.3)
-    store.seed("detect", DETECT_SMALL, 2.1234567)
+    store.seed("detect", DETECT_SMALL, 2.1234567, fixed_s=0.35)
     store.seed("detect", DETECT_BIG, 0.9876543, accuracy=0.99)
-    store.seed("detect", DETECT_GPU, 0.1234567)
+    store.seed("detect", DETECT_GPU, 0.1234567, fixed_s=0.8)
     store.seed("merge", MERGE, 0.05)
     return store
 
@@ -85,7 +85,7 @@ def _started(clock: SimClock, **switches) -> tuple[Scheduler, list[str]]:
 
 def _expected_row(sched: Scheduler, inv, option, wait_s: float, width: float):
     """One candidate priced the plain way: `Option.usd` and `_margin`."""
-    run_s = option.s_per_unit() * inv.units * option.call_batch
+    run_s = option.run_s(inv.units * option.call_batch)
     margin = sched._margin(inv.op, option, width)
     latency_s = sched._startup[option.backend] + run_s * margin + wait_s
     return latency_s, option.usd(run_s), run_s
