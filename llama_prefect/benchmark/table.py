@@ -16,6 +16,7 @@ COLUMNS = (
     ("cost_usd", "{:>9}"),
     ("x_oracle", "{:>8}"),
     ("x_oracle_met", "{:>8}"),
+    ("oracle_attainment", "{:>7}"),
 )
 HEADER = (
     "policy",
@@ -28,6 +29,7 @@ HEADER = (
     "cost_usd",
     "x_orcl",
     "x_o_met",
+    "o_att",
 )
 
 
@@ -56,8 +58,10 @@ def simulated_tables(report: dict[str, Any]) -> str:
         cal = w["calibration"]
         out.append(
             f"== workload {name} (accuracy floor {w['floor']}); Llama-fast p95 "
-            f"{cal['fast_p95_s']} s, Llama-cheap p95 {cal['cheap_p95_s']} s; "
-            "SLO levels " + ", ".join(f"{k}: {v} s" for k, v in w["slo_levels"].items())
+            f"{cal['fast_p95_s']} s, Llama-cheap p95 {cal['cheap_p95_s']} s"
+            + (" (a flat curve: levels up to twice fast)" if cal.get("flat") else "")
+            + "; SLO levels "
+            + ", ".join(f"{k}: {v} s" for k, v in w["slo_levels"].items())
         )
         rows = sorted(w["rows"], key=lambda r: (r["drift"], r["level"], r["policy"]))
         out.append(rows_table(rows))
@@ -88,7 +92,10 @@ def simulated_tables(report: dict[str, Any]) -> str:
             "-- targets (levels >= 0.25): min attainment "
             f"{t['min_attainment_llama_upper_levels']}, max x_oracle "
             f"{t['max_x_oracle_llama_upper_levels']}, max x_oracle_met "
-            f"{t['max_x_oracle_met_llama_upper_levels']}"
+            f"{t['max_x_oracle_met_llama_upper_levels']}; min attainment where "
+            "the oracle meets 99% "
+            f"{t.get('min_attainment_llama_upper_levels_oracle_feasible')} "
+            f"({t.get('rows_oracle_feasible')} rows)"
         )
         out.append("")
     return "\n".join(out)

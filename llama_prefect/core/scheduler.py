@@ -382,6 +382,10 @@ class Settings:
         retry_every: Decisions of an op between such re-tries.
         retry_margin: A re-tried configuration costs at most this much more than
             the chosen one, by its (possibly stale) estimate.
+        miss_tolerance: When no candidate fits its target, the cheapest of those
+            on the soonest one's backend whose miss key is within this share of
+            its key is taken (0: the soonest, as published): a finish sooner by
+            less than the prediction's own error buys nothing.
         fanout_quantile: Predict a tail quantile that grows with the width of the
             fan-out (True) or the mean (published).
         tail_quantile: Chance that the slowest of an op's parallel invocations
@@ -414,6 +418,7 @@ class Settings:
     retry_abandoned: bool = True
     retry_every: int = 25
     retry_margin: float = 0.5
+    miss_tolerance: float = 0.1
     fanout_quantile: bool = True
     tail_quantile: float = 0.95
     target_scope: str = "run"
@@ -431,6 +436,7 @@ class Settings:
             "retry_abandoned": False,
             "fanout_quantile": False,
             "weight_basis": "chosen",
+            "miss_tolerance": 0.0,
         }
         values.update(overrides)
         return cls(deadline_s, **values)  # type: ignore[arg-type]
@@ -445,6 +451,10 @@ class Settings:
         if self.target_scope not in SCOPES:
             raise ConfigurationError(
                 f"target_scope must be one of {SCOPES}, but got {self.target_scope!r}"
+            )
+        if self.miss_tolerance < 0.0:
+            raise ConfigurationError(
+                f"miss_tolerance must be >= 0, but got {self.miss_tolerance}"
             )
         if not 0.5 <= self.tail_quantile < 1.0:
             raise ConfigurationError(
@@ -1668,7 +1678,26 @@ class Scheduler:
         if cheapest is not None:
             return cheapest, below_floor
         left = max(1.0, ctx.remaining[self._index[inv.op]])
-        return min(eligible, key=lambda r: self._miss_key(r, left)), below_floor
+        return self._least_late(eligible, left), below_floor
+
+    def _least_late(self, rows: list[_Row], left: float) -> _Row:
+        """The row taken when none fits its target.
+
+        The one with the least miss key (`_miss_key`), or, with a tolerance, the
+        cheapest of the rows on its backend whose key is within `miss_tolerance`
+        of its own: another size of the same configuration that finishes about as
+        soon for less. Other backends stay out, as their keys err differently
+        (a tail margin for a wide backend, a start-up for a cold pool).
+        """
+        keyed = [(self._miss_key(r, left), r) for r in rows]
+        least, soonest = min(keyed, key=lambda kr: kr[0])
+        tolerance = self.settings.miss_tolerance
+        if tolerance <= 0.0:
+            return soonest
+        limit = least[0] * (1.0 + tolerance)
+        backend = soonest[2].backend
+        near = [r for k, r in keyed if k[0] <= limit and r[2].backend == backend]
+        return min(near, key=_by_cost)
 
     @staticmethod
     def _pick_callable(

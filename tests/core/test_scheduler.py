@@ -783,3 +783,41 @@ class TestMissFallback:
         (inv,) = sched.commit_ready()
         assert inv.plan.config == DETECT_CPU2  # 1.2 s beats 2.0 s when alone
         assert inv.plan.predicted_miss
+
+    @staticmethod
+    def _lone(detect_cpu2_s: float, **switches) -> Scheduler:
+        store = ProfileStore("video")
+        store.seed("split", SPLIT, SPLIT_S)
+        store.seed("detect", DETECT_CPU, DETECT_CPU_S)
+        store.seed("detect", DETECT_CPU2, detect_cpu2_s)
+        store.seed("merge", MERGE, MERGE_S)
+        clock = SimClock()
+        sched = _scheduler(
+            cpu=2, gpu=0, store=store, deadline_s=1.0, clock=clock, **switches
+        )
+        sched.add("d0", "detect", 1.0, "v1")
+        sched.mark_ready("d0")
+        clock.advance(5.0)
+        return sched
+
+    def test_a_finish_sooner_by_less_than_the_tolerance_is_not_bought(self):
+        # alone, two threads at 1.9 s finish 5% sooner than one at 2.0 s but hold
+        # two slots (3.8 slot-seconds against 2.0): within the 10% tolerance the
+        # cheaper one is taken
+        (inv,) = self._lone(1.9).commit_ready()
+        assert inv.plan.config == DETECT_CPU
+        assert inv.plan.predicted_miss
+
+    def test_the_published_rule_buys_any_finish_that_is_sooner(self):
+        (inv,) = self._lone(1.9, miss_tolerance=0.0).commit_ready()
+        assert inv.plan.config == DETECT_CPU2
+
+    def test_a_finish_sooner_by_more_than_the_tolerance_is_bought(self):
+        # 1.7 s is 15% sooner than 2.0 s: outside the tolerance
+        (inv,) = self._lone(1.7).commit_ready()
+        assert inv.plan.config == DETECT_CPU2
+
+    def test_published_settings_have_no_tolerance(self):
+        assert Settings.published(10.0).miss_tolerance == 0.0
+        with pytest.raises(ConfigurationError, match="miss_tolerance"):
+            Settings(10.0, miss_tolerance=-0.1).check()
