@@ -610,11 +610,9 @@ def _run_archive(params: CrossingParameters) -> dict[str, Any]:
         results_dir=params.results_dir,
         pipeline=PIPELINE.name,
         version=PIPELINE_VERSION,
-        answer_parameters={
-            "segment_s": params.segment_s,
-            "window_s": params.window_s,
-            "crowd_threshold": params.crowd_threshold,
-        },
+        answer_parameters=_answer_parameters(
+            params.segment_s, params.window_s, params.crowd_threshold
+        ),
         run_id=_flow_run_id(),
     )
     runner = _llama_runner()
@@ -649,6 +647,41 @@ def _run_archive(params: CrossingParameters) -> dict[str, Any]:
     else:
         _publish_plots(report, Path(params.report_path).parent)
     return report
+
+
+def _answer_parameters(
+    segment_s: float, window_s: float, crowd_threshold: float
+) -> dict[str, float]:
+    """The parameters that change a video's answer: part of its results' key."""
+    return {
+        "segment_s": segment_s,
+        "window_s": window_s,
+        "crowd_threshold": crowd_threshold,
+    }
+
+
+def stored_answers(
+    results_dir: str | Path,
+    videos: Sequence[str],
+    segment_s: float = 4.0,
+    window_s: float = 10.0,
+    crowd_threshold: float = 4.0,
+) -> list[str]:
+    """The videos of `videos` whose answer `results_dir` holds for these parameters.
+
+    A stored answer is matched by the video path it was stored under, so this reads
+    no video (a rerun keys videos by content and also finds a moved one).
+    """
+    from llama_prefect.results import ResultStore, version_tag
+
+    tag = version_tag(
+        PIPELINE_VERSION, _answer_parameters(segment_s, window_s, crowd_threshold)
+    )
+    stored = {
+        r.data.get("video")
+        for r in ResultStore(results_dir, PIPELINE.name, tag).results()
+    }
+    return [v for v in videos if v in stored]
 
 
 def _publish_plots_to_s3(report: dict[str, Any], report_uri: str) -> None:

@@ -25,6 +25,7 @@ import argparse
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     except LlamaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        from llama_prefect.interrupts import EXIT_INTERRUPTED
+
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -590,6 +596,7 @@ def _pareto_plots(result: Any, folder: Path) -> list[Path]:
 
 def _run(args: argparse.Namespace) -> int:
     from llama_prefect.flows.crossing import PIPELINE, crossing, list_videos
+    from llama_prefect.interrupts import EXIT_INTERRUPTED, start_temporary_server
     from llama_prefect.runner import LlamaTaskRunner
     from llama_prefect.settings import RunSettings
 
@@ -602,8 +609,21 @@ def _run(args: argparse.Namespace) -> int:
     flow = crossing.with_options(
         task_runner=LlamaTaskRunner(PIPELINE, profile_path=path)
     )
-    with _video_progress(enabled=not args.no_progress):
-        report = flow(
+    start_temporary_server()  # before the flow, so that Ctrl-C leaves it running
+    started_s = time.monotonic()
+    try:
+        with _video_progress(enabled=not args.no_progress):
+            report = _run_flow(flow, args)
+    except KeyboardInterrupt:
+        print(_interrupted(args, time.monotonic() - started_s), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    _print_summary(report, args.report)
+    return 1 if report["run"]["videos_failed"] else 0
+
+
+def _run_flow(flow: Any, args: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        flow(
             videos=str(args.videos),
             slo_s=args.slo_s,
             objective=args.objective,
@@ -615,8 +635,26 @@ def _run(args: argparse.Namespace) -> int:
             price_catalog=args.price_catalog,
             profile_store=args.profile_store,
         )
-    _print_summary(report, args.report)
-    return 1 if report["run"]["videos_failed"] else 0
+    )
+
+
+def _interrupted(args: argparse.Namespace, elapsed_s: float) -> str:
+    """The one line an interrupted `run` prints: what was kept, what to do next."""
+    from llama_prefect.flows.crossing import list_videos, stored_answers
+
+    head = f"interrupted after {elapsed_s:.0f} s"
+    if args.results is None:
+        return (
+            f"{head}: no answer was kept and no report written; pass --results DIR "
+            "to keep each video's answer as it arrives"
+        )
+    videos = list_videos(args.videos)
+    kept = stored_answers(args.results, videos, segment_s=args.segment_s)
+    return (
+        f"{head}: {len(kept)} of {len(videos)} videos answered and kept in "
+        f"{args.results}, no report written; run the same command again to do the "
+        "rest"
+    )
 
 
 class _video_progress:

@@ -170,6 +170,7 @@ class InvocationBody:
     _stops: dict[str, threading.Event] = field(default_factory=dict)
     _delivered: bool = False
     _value: Any = None
+    _interrupt: BaseException | None = None
 
     def add_attempt(self, attempt: Any) -> None:
         """Hands the body a committed attempt to start."""
@@ -187,7 +188,21 @@ class InvocationBody:
         if stop is not None:
             stop.set()
 
+    def interrupt(self, error: BaseException) -> None:
+        """Ends the body at an interrupt of the run: `error` goes to the engine.
+
+        No attempt starts any more; one already running cannot be stopped (it is a
+        thread): it runs on and its result is dropped. The engine's call of the body,
+        now or later, raises `error`.
+        """
+        self._interrupt = error
+        for stop in self._stops.values():
+            stop.set()
+        self._events.put(_Outcome(None, error=error, more=False))
+
     def __call__(self, **params: Any) -> Any:
+        if self._interrupt is not None:
+            raise self._interrupt
         if self.calls and not self.hooks.again(self.invocation_id):
             # The engine retries after a result was delivered (it failed later, as
             # in persisting it): the result stands, no attempt is made for it.
@@ -202,6 +217,8 @@ class InvocationBody:
         while True:
             event = self._events.get()
             if not isinstance(event, _Outcome):
+                if self._interrupt is not None:
+                    continue  # its stop is set: it would not run
                 self.started.add(event.id)
                 # One context may be entered by one thread at a time: each attempt
                 # gets its own copy of the engine's (task run, logger, meter).

@@ -9,6 +9,11 @@ retries, caching and logs behave as with Prefect's thread pool runner).
 
 A plain call ``op(x)`` inside a flow never reaches a task runner: pipelines must submit.
 
+When the flow ends, the runner waits for every invocation submitted so far, unless it
+ends by an interrupt (Ctrl-C, SIGTERM): then queued invocations are cancelled, running
+task runs end Crashed at once, and op bodies still running are abandoned on daemon
+threads (see `LlamaTaskRunner._abandon`).
+
 Run settings come from the flow run's parameters when it has them (``slo_s``,
 ``objective``, ``accuracy_floor``), else from the constructor, so a deployment can set
 them per run. The deadline is the moment the runner starts plus ``slo_s``. The same
@@ -230,7 +235,8 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         self._dispatch_timer: threading.Timer | None = None
         self._idle = threading.Condition(self._lock)
         self._remote: dict[str, RemoteBackend] = {}
-        self._workers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._workers: _DaemonThreads | None = None
+        self._closed = False
         self._bodies: dict[str, InvocationBody] = {}
         self._batches: dict[int, BatchCall] = {}
         self._poll_timer: threading.Timer | None = None
@@ -272,15 +278,14 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
                 # a committed attempt wait. An engine waits in its body while the
                 # attempts run on the workers, and keeps waiting between the task's
                 # retries (its slot goes to others meanwhile), so engines may
-                # outnumber slots; a batched call has one worker per member. Both
-                # pools make threads only when none is idle, as Prefect's
-                # ThreadPoolTaskRunner does by default.
+                # outnumber slots; a batched call has one worker per member. The
+                # engines' pool makes threads only when none is idle, as Prefect's
+                # ThreadPoolTaskRunner does by default; each attempt gets a daemon
+                # thread of its own (see `_DaemonThreads`).
                 self._executor = concurrent.futures.ThreadPoolExecutor(
                     max_workers=UNBOUNDED, thread_name_prefix="llama"
                 )
-                self._workers = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=UNBOUNDED, thread_name_prefix="llama-attempt"
-                )
+                self._workers = _DaemonThreads("llama-attempt")
             return self._executor
 
     def _configure(self) -> None:
@@ -302,26 +307,60 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             self.save_profiles = blocks.profiles.save_corrected
 
     def __exit__(self, *exc_info: Any) -> None:
+        # An interrupt (Ctrl-C, SIGTERM, SystemExit: no `Exception`) ends the run now;
+        # any other exit runs what is still queued first, as the flow submitted it.
+        interrupted = exc_info[0] is not None and not issubclass(exc_info[0], Exception)
+        if interrupted:
+            self._abandon()
+        else:
+            self._drain()
+        with self._lock:
+            for timer in (self._dispatch_timer, self._poll_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._dispatch_timer = self._poll_timer = None
+        for pool in (self._executor, self._workers):
+            if pool is not None:
+                pool.shutdown(wait=not interrupted, cancel_futures=True)
+        self._executor = self._workers = None
+        if self.scheduler is not None and self.save_profiles and self._args["feedback"]:
+            with self._lock:  # an attempt still running may end meanwhile
+                s3.save_profiles(self.scheduler.store, self.profile_path)
+        super().__exit__(*exc_info)
+
+    def _drain(self) -> None:
+        """Waits until every invocation submitted so far has ended."""
         # Invocations still queued here (not yet in the executor) must run before
         # the executor closes, as the thread pool runner runs all it was given.
-        if self._dispatch_timer is not None:
-            self._dispatch_timer.cancel()
-            self._dispatch_timer = None
         if self.scheduler is not None:
             self._dispatch()
             with self._idle:
                 self._idle.wait_for(lambda: not self._pending)
+
+    def _abandon(self) -> None:
+        """Stops the run at an interrupt, without waiting for its invocations.
+
+        Nothing is committed any more. An invocation still queued never starts: its
+        future is cancelled. One whose task run has started ends at once: its body
+        raises `KeyboardInterrupt` to Prefect's engine, which ends the task run
+        Crashed, as it ends the flow run. An op body already running cannot be
+        stopped (it is a thread): it runs on in a daemon thread, which does not keep
+        the process from exiting, and its result is dropped.
+        """
         with self._lock:
-            if self._poll_timer is not None:
-                self._poll_timer.cancel()
-                self._poll_timer = None
-        for pool in (self._executor, self._workers):
-            if pool is not None:
-                pool.shutdown(wait=True)
-        self._executor = self._workers = None
-        if self.scheduler is not None and self.save_profiles and self._args["feedback"]:
-            s3.save_profiles(self.scheduler.store, self.profile_path)
-        super().__exit__(*exc_info)
+            self._closed = True
+            queued = [p for i, p in self._pending.items() if i not in self._bodies]
+            bodies = list(self._bodies.values())
+        for pending in queued:
+            pending.outer.cancel()
+        for body in bodies:
+            body.interrupt(KeyboardInterrupt("the run was interrupted"))
+        logger.debug(
+            "llama runner interrupted: %d queued invocations cancelled, %d running "
+            "ones ended",
+            len(queued),
+            len(bodies),
+        )
 
     # -- submission --------------------------------------------------------------------
 
@@ -461,11 +500,15 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             if isinstance(wrapped, concurrent.futures.Future):
                 wrapped.add_done_callback(one_done)
             else:
-                threading.Thread(target=_wait_then, args=(fut, one_done)).start()
+                waiter = threading.Thread(target=_wait_then, args=(fut, one_done))
+                waiter.daemon = True  # a future never done must not block the exit
+                waiter.start()
 
     def _ready(self, inv_id: str) -> None:
         with self._lock:
             assert self.scheduler is not None
+            if self._closed:
+                return
             self.scheduler.mark_ready(inv_id)
             if self._dispatch_timer is not None:
                 return
@@ -484,7 +527,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         """Polls for stragglers when due and starts every attempt committed now."""
         with self._lock:
             sched = self.scheduler
-            if sched is None or self._executor is None:
+            if sched is None or self._executor is None or self._closed:
                 return
             if sched.next_event_s() <= self._clock.now():
                 sched.poll()
@@ -860,6 +903,53 @@ class _Hooks:
 
     def again(self, invocation_id: str) -> bool:
         return self.runner._again(invocation_id)
+
+
+class _DaemonThreads:
+    """Runs each call in a new daemon thread (the attempts of invocations).
+
+    An op body cannot be stopped once it runs. On daemon threads, one that still runs
+    when the run is interrupted does not keep the process from exiting, as the
+    threads of a `ThreadPoolExecutor` would (they are joined at exit).
+
+    Args:
+        name: Prefix of the threads' names.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def submit(self, fn: Any, *args: Any) -> None:
+        """Starts `fn(*args)` in a new daemon thread."""
+        with self._lock:
+            self._count += 1
+            thread = threading.Thread(
+                target=self._call,
+                args=(fn, args),
+                name=f"{self.name}_{self._count}",
+                daemon=True,
+            )
+            self._threads.add(thread)
+        thread.start()
+
+    def _call(self, fn: Any, args: tuple[Any, ...]) -> None:
+        try:
+            fn(*args)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Waits for the threads still running when `wait` (nothing is queued)."""
+        if not wait:
+            return
+        with self._lock:
+            running = list(self._threads)
+        for thread in running:
+            thread.join()
 
 
 class _Pending:

@@ -10,7 +10,9 @@ sent a shared-memory file with the request, the frames are written straight into
 and ``shape`` is ``"shared"``.
 
 The worker asks Linux to kill it when its parent dies (``PR_SET_PDEATHSIG``), so a
-decoder that hangs cannot outlive a flow process that was killed.
+decoder that hangs cannot outlive a flow process that was killed. It ignores SIGINT:
+a Ctrl-C in the terminal reaches the whole process group, and it is the parent's to
+act on (the worker ends when its parent does).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ HANDLERS: dict[str, Callable[..., tuple[Any, np.ndarray | None]]] = {
 
 def main(argv: list[str]) -> int:
     """Serves requests on the socket named in `argv` until it closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(int(argv[1]))
     _die_with_parent(int(argv[2]))
     _preload()
