@@ -99,8 +99,8 @@ DECODERS = ("pyav", "decord", "opencv")
 #: over 255 invocations), and an aggregate whose body takes under 1 ms spent 4 ms
 #: running. Exploration calls the bodies directly, so this is added to every seed.
 TASK_OVERHEAD_S = 0.015
-#: A short sample input, at least this share of a segment from its keyframe on, lets
-#: the exploration tell an op's fixed latency from its latency per unit (ours).
+#: A short input, at least this share of a segment from its keyframe on: the people
+#: detection that runs beside the light ops' trials works on one (ours).
 SHORT_INPUT_SHARE = 0.125
 
 
@@ -129,9 +129,9 @@ def _short_segment(seg: Segment, sample_every: Iterable[int] = (1,)) -> Segment:
     """The first frames of `seg`'s keyframe interval: little to decode, little work.
 
     Its length is a multiple of every value of `sample_every`, so each configuration
-    samples the same share of its frames as of a full segment's and the fitted line
-    does not mistake the rounding up of a short input's sampled frames for a fixed
-    part.
+    samples the same share of its frames as of a full segment's. It is not a fit
+    input of the light ops' studies (see `_keyframe_segment`): it is the background
+    work beside their trials.
     """
     step = math.lcm(*sample_every)
     wanted = max(2, round(seg.num_frames * SHORT_INPUT_SHARE))
@@ -881,21 +881,61 @@ def _people_seen(segments: Sequence[Segment]) -> list[tuple[float, Segment]]:
     return seen
 
 
+def _keyframe_segment(seg: Segment) -> Segment:
+    """A segment as long as `seg` that starts at its keyframe: the least to decode.
+
+    The decode-bound ops do two kinds of work: decoding, which grows with the frames
+    from the keyframe on (their work units), and analysing the sampled frames, of
+    which every whole segment has the same number wherever it starts. In a run the
+    second is paid once per call, so it belongs to the fixed part of the profile's
+    line. This input keeps it whole and shrinks only the decoding, so the line fitted
+    through it and the other sample segments puts each in its place. (A few frames
+    from the keyframe, as `_short_segment` gives, analyse fewer frames too: the line
+    then took part of the analysis for work per unit, and its fixed part came out at
+    a quarter to a half of the line through all whole segments of the video.)
+    """
+    start = seg.anchor_frame
+    return seg.model_copy(
+        update={"start_frame": start, "end_frame": start + seg.num_frames}
+    )
+
+
+def _with_keyframe_twins(segments: Sequence[Segment]) -> list[dict[str, Any]]:
+    """Inputs of `segments`, each followed by its `_keyframe_segment` twin.
+
+    A twin shares its segment's video, codec and content, so the pair differs only
+    in what there is to decode. Across videos decoding costs differ per megapixel
+    (msmpeg4 about a quarter of h264 in the crossing runs here), and a line through
+    one video's far segment and another's near one takes that difference for work
+    per unit; with a pair from each video the line leans on each video's own slope.
+    A segment that starts at its keyframe is its own twin; repeats are left out.
+
+    Note:
+        One line per configuration still cannot hold two codecs' costs: its slope
+        is a mix of theirs, weighted by how far each video's pair spreads, so a
+        video of the cheaper codec is predicted too slow far from its keyframes.
+    """
+    seen: set[tuple[str, int, int]] = set()
+    inputs: list[dict[str, Any]] = []
+    for seg in segments:
+        for one in (seg, _keyframe_segment(seg)):
+            key = (str(one.video), one.start_frame, one.end_frame)
+            if key not in seen:
+                seen.add(key)
+                inputs.append({"segment": one})
+    return inputs
+
+
 def exploration_probes(work: SampleWork, videos: Sequence[str]) -> dict[str, Any]:
     """How to measure each op of the crossing pipeline on sample work."""
     from llama_prefect.tuning.explore import OpProbe
 
-    # A short input beside the full segments gives the decode-bound ops inputs of
-    # different sizes, from which each study fits a latency line (fixed + per unit).
-    # People detection costs seconds per segment, next to which its fixed part is
-    # small: it keeps full segments only, a proportional line, and a shorter study.
+    # Each sample segment with its twin from the keyframe gives the decode-bound ops
+    # inputs with more and less to decode and the same frames to analyse, from
+    # which each study fits a latency line (fixed + per unit). People detection
+    # costs seconds per segment, next to which its fixed part is small: it keeps
+    # the sample segments only, a proportional line, and a shorter study.
     first = (work.busy or work.spread)[0]
-
-    def short(op: str) -> list[dict[str, Any]]:
-        every = [int(v) for v in PIPELINE.ops[op].knobs["sample_every"]]
-        return [{"segment": _short_segment(first, every)}]
-
-    spread = [{"segment": s} for s in work.spread]
     busy = [{"segment": s} for s in work.busy]
     # In a run, motion and faces share the machine mostly with people detection,
     # which holds the other slot about four fifths of the time; two copies of a
@@ -924,7 +964,7 @@ def exploration_probes(work: SampleWork, videos: Sequence[str]) -> dict[str, Any
         ),
         "motion": OpProbe(
             motion.fn,
-            spread + short("motion"),
+            _with_keyframe_twins(work.spread),
             _decoded_megapixels,
             _motion_agreement,
             fanout=lambda out: 1.0 if out.moving else 0.0,
@@ -939,7 +979,7 @@ def exploration_probes(work: SampleWork, videos: Sequence[str]) -> dict[str, Any
         ),
         "faces": OpProbe(
             faces.fn,
-            busy + short("faces"),
+            _with_keyframe_twins(work.busy),
             _decoded_megapixels,
             _count_agreement,
             background=beside_people,

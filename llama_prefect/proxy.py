@@ -152,6 +152,8 @@ class InvocationBody:
         refusals: Attempts a backend refused, in order.
         billed: What remote backends billed each attempt, by attempt id.
         details: What each attempt's remote backend said about it, by attempt id.
+        body_s: Seconds each attempt spent in the op's body (or its batched or
+            remote call), by attempt id; an injected straggler's wait is left out.
         calls: How many times the engine called the body (1 + the task's retries).
     """
 
@@ -165,6 +167,7 @@ class InvocationBody:
     refusals: list[Refusal] = field(default_factory=list)
     billed: dict[str, float] = field(default_factory=dict)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
+    body_s: dict[str, float] = field(default_factory=dict)
     calls: int = 0
     _events: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
     _stops: dict[str, threading.Event] = field(default_factory=dict)
@@ -283,8 +286,9 @@ class InvocationBody:
             self.batches.pop(id(attempt.call), None)  # it ran: later ones run alone
         else:
             value = self.hooks.execute(attempt, self.fn, kwargs)
+        spent_s = time.monotonic() - start_s
+        self.body_s[attempt.id] = spent_s
         if injected == "straggler":
-            spent_s = time.monotonic() - start_s
             self._stops[attempt.id].wait(max(0.0, self.straggler_factor - 1) * spent_s)
         return value
 

@@ -825,6 +825,9 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             "predicted_miss": plan.predicted_miss,
             "accuracy": plan.accuracy,
             "observed_s": last.observed_s if last is not None else None,
+            # Of `observed_s`, the seconds in the op's body; the rest is the task
+            # engine around it (a profile's fixed part must hold that too).
+            "body_s": body.body_s.get(last.id) if last is not None else None,
             "cost_usd": cost_usd if inv.attempts else None,
             "started_s": _since(inv.started_s, self.started_s),
             "finished_s": _since(inv.finished_s, self.started_s),

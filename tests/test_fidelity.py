@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from llama_prefect.fidelity import by_op, prediction_errors, summarize
+from llama_prefect.fidelity import (
+    Error,
+    by_op,
+    line_floor,
+    outside_body_s,
+    prediction_errors,
+    summarize,
+)
 
 
-def _inv(op, predicted, observed, started, finished, knobs=None, state="done"):
+def _inv(op, predicted, observed, started, finished, knobs=None, state="done", **more):
     return {
+        **more,
         "op": op,
         "backend": "local-cpu",
         "configuration": knobs or {"k": 1},
@@ -58,6 +66,76 @@ def test_median_and_p95_after_warm_up_by_hand():
     overall = summarize(errors)
     assert overall.n == 4 and overall.median == pytest.approx(0.0)
     assert set(by_op(errors)) == {"people", "motion"}
+
+
+def _warm(op, predicted_s, observed_s, units=1.0, config="c", body_s=None):
+    return Error(op, predicted_s, observed_s, False, units, config, body_s)
+
+
+def test_bias_is_the_median_signed_error_and_tells_too_slow_from_too_fast():
+    # Predicted twice as slow as observed, three times: +100% each.
+    slow = [_warm("a", 2.0, 1.0) for _ in range(3)]
+    assert summarize(slow).bias == pytest.approx(1.0)
+    # Half of them 4x too fast (-75%): the signed median is the lower middle one.
+    mixed = slow[:2] + [_warm("a", 0.25, 1.0) for _ in range(2)]
+    summary = summarize(mixed)
+    assert summary.bias == pytest.approx(-0.75)
+    assert summary.median == pytest.approx(0.75)  # |-0.75| and 1.0, lower middle
+
+
+def test_report_bias_by_hand():
+    errors = prediction_errors(REPORT)
+    # people after warm-up: 1.0 for 1.0 (0), 1.0 for 1.25 (-0.2), 1.0 for 0.8 (+0.25)
+    assert summarize(errors, op="people").bias == pytest.approx(0.0)
+    late = {"invocations": REPORT["invocations"][:3]}
+    (third,) = [e for e in prediction_errors(late) if not e.warmup]
+    assert third.signed == pytest.approx(0.0)
+    assert summarize(prediction_errors(late)).bias == pytest.approx(0.0)
+
+
+def test_the_floor_is_zero_when_each_configuration_lies_on_its_own_line():
+    # Two configurations on different lines (0.2 + 0.01 u, and 0.5 u), predicted
+    # badly: the prediction errs, the fitted lines do not.
+    errors = [_warm("m", 1.0, 0.2 + 0.01 * u, u, "one") for u in (10, 40, 90)]
+    errors += [_warm("m", 1.0, 0.5 * u, u, "two") for u in (1, 2, 3)]
+    assert summarize(errors).median > 0.3
+    floor = line_floor(errors)
+    assert floor.n == 6
+    assert floor.median == pytest.approx(0.0, abs=1e-9)
+    assert floor.p95 == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_floor_of_noise_at_one_size_by_hand():
+    # One size, observed 1.0 and 2.0: the constant c minimizing (c - 1)^2 +
+    # ((c - 2) / 2)^2 is 1.2, which errs by 0.2 and 0.4.
+    errors = [_warm("p", 9.0, 1.0, 5.0), _warm("p", 9.0, 2.0, 5.0)]
+    floor = line_floor(errors)
+    assert floor.median == pytest.approx(0.2)
+    assert floor.p95 == pytest.approx(0.4)
+
+
+def test_the_floor_keeps_both_parts_of_its_line_non_negative():
+    # A falling cloud would fit a negative slope: the constant or the proportional
+    # line is taken instead, whichever errs less (here the constant 1.2).
+    errors = [_warm("p", 1.0, 2.0, 1.0), _warm("p", 1.0, 1.0, 2.0)]
+    floor = line_floor(errors)
+    assert floor.median == pytest.approx(0.2)
+    assert floor.p95 == pytest.approx(0.4)
+
+
+def test_time_outside_the_body_is_the_median_of_observed_less_body_s():
+    report = {
+        "invocations": [
+            _inv("f", 1.0, 1.0, 0.0, 1.0, body_s=0.9),  # warm-up
+            _inv("f", 1.0, 1.0, 1.0, 2.0, body_s=0.7),  # 0.3 outside
+            _inv("f", 1.0, 0.5, 2.0, 2.5, body_s=0.4),  # 0.1 outside
+            _inv("f", 1.0, 0.6, 2.5, 3.1, body_s=0.4),  # 0.2 outside
+            _inv("g", 1.0, 0.6, 0.0, 0.6),  # no body_s
+        ]
+    }
+    errors = prediction_errors(report)
+    assert outside_body_s(errors, op="f") == pytest.approx(0.2)
+    assert outside_body_s(errors, op="g") is None
 
 
 def test_nothing_after_warm_up_gives_no_summary():

@@ -130,6 +130,21 @@ def test_a_retry_after_the_result_was_delivered_gets_the_same_result(pool):
     assert body(x=3) is first and hooks.ended_ids == ["a1"]
 
 
+def test_the_seconds_in_the_op_body_are_kept_per_attempt(pool):
+    import time
+
+    def fn(x, n):
+        time.sleep(0.05)
+        return x
+
+    hooks = Hooks({"a1": (True, False)})
+    body = _body(fn, hooks, pool)
+    body.add_attempt(_attempt(1))
+    assert body(x=3) == 3
+    assert set(body.body_s) == {"a1"}
+    assert body.body_s["a1"] >= 0.05  # it slept that long inside the body
+
+
 def test_members_of_a_batched_call_share_one_call_and_take_their_own_output():
     seen = []
 

@@ -162,6 +162,8 @@ def test_decisions_reach_task_run_names_and_records_cover_every_invocation(
         assert record["task_run_id"] in names
         assert f"{knobs['mode']} t{knobs['threads']}" in names[record["task_run_id"]]
         assert record["observed_s"] > 0 and record["cost_usd"] > 0
+        # The body's own seconds are a part of what was observed from commit on.
+        assert 0 < record["body_s"] <= record["observed_s"]
 
 
 def test_profiles_learn_from_the_run_and_are_saved(prefect_server, tmp_path):
