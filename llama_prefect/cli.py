@@ -62,8 +62,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         from llama_prefect.interrupts import EXIT_INTERRUPTED
 
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        if args.command != "profile":
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        print(
+            "interrupted: the trials that ended are kept in the study's journal; "
+            "the same command resumes from them",
+            file=sys.stderr,
+        )
+        # An op body may still run on a native thread (OpenCV, torch) that the
+        # interpreter's shutdown would abort ("terminate called without an active
+        # exception", exit 134). Every finished trial is already in the journal.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run video analytics pipelines on Prefect with per-invocation "
         "latency targets and cost-based configuration (the Llama method).",
     )
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
     _add_samples(sub)
     _add_profile(sub)
     _add_run(sub)
@@ -542,8 +554,8 @@ def _print_profiling(outcome: Any, plots: Path) -> None:
         console.print(
             f"reused {match.path} for this archive (signature distance "
             f"{match.distance:.2f}, at most 1 reuses) -> {outcome.path}; the look "
-            f"took {outcome.seconds:.1f} s (${outcome.cost_usd:.6f}). Pass "
-            "--reexplore to explore anyway."
+            f"took {outcome.seconds:.1f} s (${outcome.cost_usd:.6f}); "
+            "`llama-prefect profile crossing --videos ... --reexplore` explores anyway."
         )
         return
     result = outcome.exploration

@@ -327,3 +327,31 @@ def test_run_keeps_a_store_only_in_the_crossing_ops_current_work_units(tmp_path)
     store.meta["units"]["faces"] = "megapixel"
     store.save(path)
     assert not _units_match(path)
+
+
+def test_ctrl_c_in_profile_exits_130_without_the_interpreter_shutdown(
+    monkeypatch, capsys
+):
+    # A native thread still in an op body can abort the interpreter's shutdown, so
+    # an interrupted `profile` leaves at once; other commands return normally.
+    from llama_prefect import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    exits = []
+
+    def fake_exit(code):
+        exits.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(cli, "_profile", interrupted)
+    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    with pytest.raises(SystemExit):
+        cli.main(["profile", "crossing", "--videos", "samples"])
+    assert exits == [130]
+    assert "journal" in capsys.readouterr().err
+
+    monkeypatch.setattr(cli, "_bench", interrupted)
+    assert cli.main(["bench", "--videos", "2"]) == 130
+    assert exits == [130]  # no second exit: bench returned
