@@ -231,6 +231,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         self._backends: dict[str, BackendSlots] = {}
         self._pending: dict[str, _Pending] = {}
         self._records: list[dict[str, Any]] = []
+        self._missed_ops: set[str] = set()  # ops whose predicted miss was logged
         self._clock = RealClock()
         self._dispatch_timer: threading.Timer | None = None
         self._idle = threading.Condition(self._lock)
@@ -262,6 +263,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             extra,
         )
         self.started_s = self._clock.now()
+        self._missed_ops = set()
         return self
 
     def _ensure_executor(self) -> concurrent.futures.ThreadPoolExecutor:
@@ -856,15 +858,20 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
     def _log_decision(self, inv: Attempt, pending: _Pending) -> None:
         """Logs a decision: at INFO when it is news, else at DEBUG.
 
-        News is a duplicate, a retry or a re-plan, and a decision predicted to miss
-        its target. A first attempt planned to meet its target logs at DEBUG only:
-        one line per task run would be shipped to the Prefect API for every
-        invocation, which costs more than the run of a short op; its plan record
-        (`records`, the run report) keeps every decision.
+        News is a duplicate, a retry or a re-plan, and the first decision of each
+        op predicted to miss its target. A first attempt planned to meet its target,
+        and an op's later predicted misses (once a deadline has passed, every
+        invocation after it is one), log at DEBUG only: one line per task run would
+        be shipped to the Prefect API for every invocation, which costs more than
+        the run of a short op; its plan record (`records`, the run report) keeps
+        every decision.
         """
         plan = inv.plan
         assert plan is not None
-        news = inv.kind != "first" or plan.predicted_miss
+        news = inv.kind != "first"
+        if plan.predicted_miss and inv.op not in self._missed_ops:
+            self._missed_ops.add(inv.op)
+            news = True
         level = logging.INFO if news else logging.DEBUG
         target = pending.run_logger or logger
         if not target.isEnabledFor(level):

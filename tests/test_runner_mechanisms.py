@@ -226,15 +226,22 @@ def test_decisions_log_at_info_only_when_they_are_news():
     runner = LlamaTaskRunner(_pipeline(), save_profiles=False)
     pending = SimpleNamespace(run_logger=log)
     try:
-        for kind, miss in [("first", False), ("first", True), ("duplicate", False)]:
+        decisions = [
+            ("first", False),
+            ("first", True),
+            ("first", True),  # the op's second predicted miss: no longer news
+            ("duplicate", False),
+        ]
+        for kind, miss in decisions:
             runner._log_decision(_decision(kind, miss=miss), pending)  # type: ignore[arg-type]
     finally:
         log.removeHandler(lines)
     levels = [level for level, _ in lines.lines]
-    assert levels == [logging.DEBUG, logging.INFO, logging.INFO]
+    assert levels == [logging.DEBUG, logging.INFO, logging.DEBUG, logging.INFO]
     assert "mode=a, predicted 1.00 s" in lines.lines[0][1]
     assert lines.lines[1][1].endswith("(predicted miss)")
-    assert lines.lines[2][1].endswith("(duplicate)")
+    assert lines.lines[2][1].endswith("(predicted miss)")
+    assert lines.lines[3][1].endswith("(duplicate)")
 
 
 def test_a_quiet_logger_builds_no_line_for_a_routine_decision():
