@@ -263,7 +263,6 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             extra,
         )
         self.started_s = self._clock.now()
-        self._missed_ops = set()
         return self
 
     def _ensure_executor(self) -> concurrent.futures.ThreadPoolExecutor:

@@ -206,6 +206,22 @@ class _Lines(logging.Handler):
         self.lines.append((record.levelno, record.getMessage()))
 
 
+def _log_decisions(name: str, level: int, decisions: list[tuple[str, bool]]) -> list:
+    """The (level, message) lines a fresh runner logs for `decisions` of one op."""
+    log = logging.getLogger(name)
+    log.setLevel(level)
+    lines = _Lines()
+    log.addHandler(lines)
+    runner = LlamaTaskRunner(_pipeline(), save_profiles=False)
+    pending = SimpleNamespace(run_logger=log)
+    try:
+        for kind, miss in decisions:
+            runner._log_decision(_decision(kind, miss=miss), pending)  # type: ignore[arg-type]
+    finally:
+        log.removeHandler(lines)
+    return lines.lines
+
+
 def _decision(kind: str, *, miss: bool = False) -> Any:
     plan = SimpleNamespace(
         config=Configuration.of("local-cpu", {"mode": "a"}),
@@ -219,40 +235,22 @@ def _decision(kind: str, *, miss: bool = False) -> Any:
 
 
 def test_decisions_log_at_info_only_when_they_are_news():
-    log = logging.getLogger("test-decisions")
-    log.setLevel(logging.DEBUG)
-    lines = _Lines()
-    log.addHandler(lines)
-    runner = LlamaTaskRunner(_pipeline(), save_profiles=False)
-    pending = SimpleNamespace(run_logger=log)
-    try:
-        decisions = [
-            ("first", False),
-            ("first", True),
-            ("first", True),  # the op's second predicted miss: no longer news
-            ("duplicate", False),
-        ]
-        for kind, miss in decisions:
-            runner._log_decision(_decision(kind, miss=miss), pending)  # type: ignore[arg-type]
-    finally:
-        log.removeHandler(lines)
-    levels = [level for level, _ in lines.lines]
+    decisions = [
+        ("first", False),
+        ("first", True),
+        ("first", True),  # the op's second predicted miss: no longer news
+        ("duplicate", False),
+    ]
+    lines = _log_decisions("test-decisions", logging.DEBUG, decisions)
+    levels = [level for level, _ in lines]
     assert levels == [logging.DEBUG, logging.INFO, logging.DEBUG, logging.INFO]
-    assert "mode=a, predicted 1.00 s" in lines.lines[0][1]
-    assert lines.lines[1][1].endswith("(predicted miss)")
-    assert lines.lines[2][1].endswith("(predicted miss)")
-    assert lines.lines[3][1].endswith("(duplicate)")
+    assert "mode=a, predicted 1.00 s" in lines[0][1]
+    assert lines[1][1].endswith("(predicted miss)")
+    assert lines[2][1].endswith("(predicted miss)")
+    assert lines[3][1].endswith("(duplicate)")
 
 
 def test_a_quiet_logger_builds_no_line_for_a_routine_decision():
-    log = logging.getLogger("test-decisions-quiet")
-    log.setLevel(logging.INFO)
-    lines = _Lines()
-    log.addHandler(lines)
-    runner = LlamaTaskRunner(_pipeline(), save_profiles=False)
-    try:
-        runner._log_decision(_decision("first"), SimpleNamespace(run_logger=log))  # type: ignore[arg-type]
-        runner._log_decision(_decision("retry"), SimpleNamespace(run_logger=log))  # type: ignore[arg-type]
-    finally:
-        log.removeHandler(lines)
-    assert [level for level, _ in lines.lines] == [logging.INFO]
+    decisions = [("first", False), ("retry", False)]
+    lines = _log_decisions("test-decisions-quiet", logging.INFO, decisions)
+    assert [level for level, _ in lines] == [logging.INFO]

@@ -388,8 +388,13 @@ def slo_levels(
 ) -> dict[float, float]:
     """The SLO of each level: that share of the way from Llama-fast's p95 to
     Llama-cheap's, or to twice Llama-fast's on a flat curve (see `FLAT_RATIO`)."""
-    top_s = cheap_s if cheap_s >= fast_s * FLAT_RATIO else 2.0 * fast_s
+    top_s = 2.0 * fast_s if _flat(fast_s, cheap_s) else cheap_s
     return {lv: fast_s + lv * (top_s - fast_s) for lv in levels}
+
+
+def _flat(fast_s: float, cheap_s: float) -> bool:
+    """Whether Llama-fast's and Llama-cheap's p95 make a flat curve (`FLAT_RATIO`)."""
+    return cheap_s < fast_s * FLAT_RATIO
 
 
 def _p(values: list[float], q: float) -> float:
@@ -477,7 +482,7 @@ def _assemble(
         "calibration": {
             "fast_p95_s": round(fast_s, 2),
             "cheap_p95_s": round(cheap_s, 2),
-            "flat": cheap_s < fast_s * FLAT_RATIO,
+            "flat": _flat(fast_s, cheap_s),
             "fast_cost_usd": round(sum(calib[0].billed_usd.values()), 4),
             "cheap_cost_usd": round(sum(calib[1].billed_usd.values()), 4),
         },

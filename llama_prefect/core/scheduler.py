@@ -1962,19 +1962,13 @@ class Scheduler:
             weights = self._weights.get(op)
             if weights is not None and len(weights) == 1:
                 option = weights[0]
-                stage_s = self._stage_s(option, remaining, units)
-            else:
-                stage_s, option = self._clearing_soonest(op, remaining, units)
+        else:
+            if basis == "chosen":
+                last = self._last_config.get(op)
+                if last is not None:
+                    option = self._option_by_config(op, last)
             if option is None:
-                return 0.0, None, 1.0
-            margin = self._margin(op, option, remaining if remaining > 1.0 else 1.0)
-            return stage_s * margin, option, margin
-        if basis == "chosen":
-            last = self._last_config.get(op)
-            if last is not None:
-                option = self._option_by_config(op, last)
-        if option is None and basis in ("chosen", "fastest"):
-            option = self._fastest_rate(op)
+                option = self._fastest_rate(op)
         if option is not None:
             stage_s = self._stage_s(option, remaining, units)
         else:
