@@ -177,6 +177,7 @@ class Invocation:
     round: int = -1
     recheck_s: float = 0.0
     waited: bool = False
+    wait_until_s: float = 0.0
     failures: int = 0
     avoid: set[str] = field(default_factory=set)
     fresh: tuple[tuple[object, ...], int] | None = None
@@ -1035,12 +1036,14 @@ class Scheduler:
         inv.round = self._round
         plan = self._commit_plan(inv)
         backend = plan.config.backend
-        if plan.wait_s > 0 and inv.waited:
+        if plan.wait_s > 0 and not self._may_wait(inv):
             plan = replace(plan, wait_s=0.0)  # a kept plan never waits twice
         if plan.wait_s > 0:
-            inv.waited = True
+            if not inv.waited:  # its one wait: later rounds keep to its end
+                inv.waited = True
+                inv.wait_until_s = self.clock.now() + plan.wait_s
+                heapq.heappush(self._wakeups, inv.wait_until_s)
             self._skip.add((str(inv.queued_on), inv.op))
-            heapq.heappush(self._wakeups, self.clock.now() + plan.wait_s)
             self._enqueue(inv, plan, front=True)
             return 0
         slots = self._slots_of(plan.config)
@@ -1603,7 +1606,7 @@ class Scheduler:
         ready = self._ready[op] + (0 if inv.queued_on else 1)
         closed = self._closed_backends(inv, exclude)
         waits: dict[tuple[str, int], float] = {}
-        may_wait = self.settings.batching and not inv.waited
+        may_wait = self._may_wait(inv)
         out: list[_Row] = []
         startup, margins = self._startup, self._margins
         fanout = self.settings.fanout_quantile
@@ -1634,6 +1637,8 @@ class Scheduler:
             out.append((base_s + wait_s, usd / fill, o, run_s, fill, 0.0))
             if batch > fill and may_wait:
                 fill_s = self._fill_wait_s(op, batch - fill)
+                if inv.waited and fill_s > inv.wait_until_s - self.clock.now():
+                    fill_s = INF  # past the end of its one wait
                 if fill_s < INF:
                     late_s = base_s + (wait_s if wait_s > fill_s else fill_s)
                     out.append((late_s, usd / batch, o, run_s, batch, fill_s))
@@ -1780,10 +1785,13 @@ class Scheduler:
         """Predicted seconds until `slots` slots are free for `inv` on `backend`.
 
         Requests ahead of it take the first slots that free: at commit, those that
-        hold the backend this round; otherwise every request queued there.
+        hold the backend this round, when it is its own backend or one with a free
+        slot (served this round, after it); otherwise every request queued there.
+        A full backend is not served in a round, so none of its queue holds it: a
+        request moving there at commit would wait behind all of them.
         """
         capacity = self.backends[backend].capacity
-        if at_commit:
+        if at_commit and (inv.queued_on == backend or self._free(backend) > 0):
             ahead = self._held_slots.get(backend, 0.0)
             ahead_s = self._held_slot_s.get(backend, 0.0)
         else:
@@ -1804,6 +1812,17 @@ class Scheduler:
         last_s = max(0.0, ends[-1] - now) if ends else 0.0
         beyond = (index - len(ends)) / max(ahead, 1.0)
         return last_s + beyond * max(ahead_s, 0.0) / capacity
+
+    def _may_wait(self, inv: Invocation) -> bool:
+        """Whether `inv` may wait for its call to fill: once, to the end of that wait.
+
+        A request waits at most once, but through every commit round until its wait
+        ends: another event in between (an upstream invocation ending, a slot
+        freeing) does not end it.
+        """
+        if not self.settings.batching:
+            return False
+        return not inv.waited or self.clock.now() < inv.wait_until_s
 
     def _fill_wait_s(self, op: str, need: int) -> float:
         """Predicted seconds until `need` more invocations of `op` are ready.

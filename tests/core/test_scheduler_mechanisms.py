@@ -373,12 +373,49 @@ class TestBatching:
         (attempt,) = sched.commit_ready()  # no more detects came: it runs alone now
         assert attempt.id == "d0" and attempt.plan.config == DETECT_GPU
 
+    def test_a_wait_lasts_through_other_commit_rounds(self):
+        # Another event 0.2 s into d0's wait (any event runs a commit round) does
+        # not end it: at 0.5 s the split's four detects join d0 in one call.
+        clock = SimClock()
+        sched = self._split_running(clock, deadline_s=1000.0)
+        assert sched.commit_ready() == []
+        clock.advance(0.2)
+        assert sched.commit_ready() == []
+        assert sched.invocations["d0"].queued_on == GPU
+        clock.advance(0.3)
+        sched.finish("s1", ok=True)
+        _ready(sched, "d1", "d2", "d3", "d4", group="v2")
+        attempts = sched.commit_ready()
+        first = [a for a in attempts if a.call is attempts[0].call]
+        assert "d0" in {a.id for a in first} and len(first) == 4
+        assert first[0].plan.config == DETECT_GPU4
+
     def test_without_batching_calls_are_never_batched(self):
         clock = SimClock()
         sched = self._sched(clock, batching=False)
         _ready(sched, "d0", "d1", "d2", "d3")
         (attempt,) = sched.commit_ready()
         assert attempt.plan.config == DETECT_GPU
+
+
+class TestCommitWaits:
+    def test_a_request_moving_to_a_full_backend_queues_behind_all_of_it(self):
+        # Fastest first, GPU 0.5 s, CPU 1.9 s, one slot each. d0 runs on the GPU
+        # until 0.5 s; d1 and d2 queue there. d3, planned at submit, waits for d0
+        # (0.5 s), d1 and d2 (0.5 s each) on the GPU: 2.0 s against the CPU's
+        # 1.9 s, so it queues on the CPU. At the next round it must still see
+        # them all ahead on the GPU (none holds it that round, as a full backend
+        # is not served) and commit on the CPU, not move behind them.
+        sched = _scheduler(
+            cpu=1, gpu=1, objective="latency", store=_store(cpu=1.9, gpu=0.5)
+        )
+        _ready(sched, "d0", "d1", "d2")
+        assert [a.id for a in sched.commit_ready()] == ["d0"]
+        _ready(sched, "d3")
+        assert sched.invocations["d3"].queued_on == CPU
+        (attempt,) = sched.commit_ready()
+        assert attempt.id == "d3" and attempt.plan.config == DETECT_CPU
+        assert sched.invocations["d2"].queued_on == GPU
 
 
 def _branches() -> Pipeline:
