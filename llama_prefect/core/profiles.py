@@ -256,15 +256,25 @@ class ProfileStore:
                 batched call of several (default: `units`).
         """
         prof = self.profile(op, config)
-        observed_s = max(observed_s, 1e-12)
-        per_unit = observed_s / max(units, 1e-9)
-        ratio = observed_s / self.predict_s(op, config, max(units, 1e-9))
         ops = self.ops[op]
+        backend = config.backend
+        observed_s = max(observed_s, 1e-12)
+        one = units if invocation_units is None else invocation_units
+        units = max(units, 1e-9)
+        per_unit = observed_s / units
+        seed_s = prof.seed_s(units)
+        ratio = observed_s / (seed_s * ops.drift.get(backend, 1.0) * prof.residual)
         w = self.ewma_weight
-        self._observe_spread(ops, config.backend, ratio)
+        self._observe_spread(ops, backend, ratio)
         prof.observations += 1
-        prof.recent_s_per_unit = (prof.recent_s_per_unit + [per_unit])[-RECENT_KEPT:]
-        self.observe_units(op, units if invocation_units is None else invocation_units)
+        recent = prof.recent_s_per_unit
+        recent.append(per_unit)
+        if len(recent) > RECENT_KEPT:
+            del recent[:-RECENT_KEPT]
+        old_units = ops.units_per_invocation  # `observe_units`, inline
+        ops.units_per_invocation = (
+            one if old_units is None else (1 - w) * old_units + w * one
+        )
         if not shared:
             prof.residual *= 1 - w + w * ratio
             return
@@ -275,10 +285,10 @@ class ProfileStore:
         # configurations in use thus lands mostly in the drift and reaches every
         # configuration of this op and backend; what one configuration does unlike
         # the others builds up in its residual over several observations.
-        old_drift = ops.drift.get(config.backend, 1.0)
+        old_drift = ops.drift.get(backend, 1.0)
         new_drift = old_drift * (1 - w + w * ratio)
-        ops.drift[config.backend] = new_drift
-        target_residual = observed_s / (prof.seed_s(max(units, 1e-9)) * new_drift)
+        ops.drift[backend] = new_drift
+        target_residual = observed_s / (seed_s * new_drift)
         w_res = w * RESIDUAL_SHARE
         prof.residual = (1 - w_res) * prof.residual + w_res * target_residual
 
@@ -416,4 +426,7 @@ class ProfileStore:
                 self._configs.pop(op, None)
 
     def _op(self, op: str) -> OpProfile:
-        return self.ops.setdefault(op, OpProfile())
+        known = self.ops.get(op)
+        if known is None:
+            known = self.ops[op] = OpProfile()
+        return known

@@ -529,8 +529,10 @@ class Scheduler:
         self._gather = [p.ops[op].gather for op in self._ops]
         self._sources = [self._index[s] for s in p.sources()]
         self._paths = {op: [tuple(x) for x in p.paths_from(op)] for op in self._ops}
-        self._ancestors = [
-            [self._index[u] for u in nx.ancestors(p.graph, op)] for op in self._ops
+        # Per op, the ancestors whose unfinished invocations spread work to it.
+        self._spread_from = [
+            [self._index[u] for u in nx.ancestors(p.graph, op) if not p.ops[u].gather]
+            for op in self._ops
         ]
         self._upstream = {op: list(p.graph.predecessors(op)) for op in self._ops}
         self._counts = self._expected_counts()
@@ -656,15 +658,15 @@ class Scheduler:
     def _remaining(
         self, pre: float, unfinished: list[int], missing: list[int]
     ) -> list[float]:
-        counts = self._counts
+        counts, gather = self._counts, self._gather
         out = []
-        for i in range(len(self._ops)):
-            if self._gather[i]:
+        for i, ancestors in enumerate(self._spread_from):
+            if gather[i]:
                 out.append(pre + unfinished[i] + missing[i])
                 continue
             expected = pre * counts[i] + unfinished[i]
-            for u in self._ancestors[i]:
-                if unfinished[u] and not self._gather[u] and counts[u] > 0:
+            for u in ancestors:  # the ancestors that are no gather op
+                if unfinished[u] and counts[u] > 0:
                     expected += unfinished[u] * counts[i] / counts[u]
             out.append(expected)
         return out
@@ -676,10 +678,11 @@ class Scheduler:
         n = len(self._ops)
         if grp.done:
             return [0.0] * n
-        if any(grp.unfinished[s] > 0 for s in self._sources):
+        if self._before_source(grp):
             return self._remaining(1, [0] * n, [0] * n)
+        created = grp.created
         missing = [
-            1 if self._gather[i] and grp.created[i] == 0 else 0 for i in range(n)
+            1 if g and created[i] == 0 else 0 for i, g in enumerate(self._gather)
         ]
         return self._remaining(0, grp.unfinished, missing)
 
@@ -730,7 +733,10 @@ class Scheduler:
         """Drops a finished group's invocations and attempts from memory.
 
         For long runs (an archive of thousands of videos): once a group is done and
-        none of its attempts runs any more, nothing about it is needed again.
+        none of its attempts runs any more, nothing about it is needed again. The
+        links between its invocations, attempts and calls are cut (their lists of
+        attempts emptied, the winner unset), so that reference counting frees them
+        at once instead of the cycle collector, which would walk them many times.
 
         Returns:
             False, and forgets nothing, while the group is not done or one of its
@@ -745,6 +751,9 @@ class Scheduler:
             self.invocations.pop(inv.id, None)
             for attempt in inv.attempts:
                 self.attempts.pop(attempt.id, None)
+                attempt.call.attempts.clear()
+            inv.attempts.clear()
+            inv.winner = None
         del self._groups[group]
         self._contexts.pop(group, None)
         return True

@@ -15,6 +15,7 @@ of its invocations failed for good.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import time
 from collections.abc import Callable, Sequence
@@ -227,29 +228,45 @@ class Simulation:
     # -- the loop ---------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        """Simulates the whole archive; returns what it measured."""
+        """Simulates the whole archive; returns what it measured.
+
+        The cycle collector is off while the loop runs: the loop makes millions of
+        short-lived objects, the scheduler cuts the cycles among those of a video
+        when it forgets the video, and the collector would only walk the live ones
+        again and again (about a tenth of the run's time). It is on again after.
+        """
         wall0, cpu0 = time.perf_counter(), time.process_time()
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._loop()
+        finally:
+            if collecting:
+                gc.enable()
+        return self._result(time.perf_counter() - wall0, time.process_time() - cpu0)
+
+    def _loop(self) -> None:
         for video in self.videos:
             self._push(video.arrival_s, _ARRIVE, video)
         self._update_startups()
-        while self._events:
-            at_s, _, kind, item = heapq.heappop(self._events)
-            self.clock.advance(max(0.0, at_s - self.clock.now()))
+        events, clock, pop = self._events, self.clock, heapq.heappop
+        while events:
+            at_s, _, kind, item = pop(events)
+            clock.advance(max(0.0, at_s - clock.now()))
             if kind == _ARRIVE:
                 self._arrive(item)
             elif kind == _END:
                 self._end(item)
+                if len(self._ended) > 200:
+                    self._forget()
             elif kind == _STOP:
-                self.gpu.check_stop(self.clock.now(), item)
+                self.gpu.check_stop(clock.now(), item)
                 continue
             elif kind == _WAKE:
                 if at_s != self._next_wake:
                     continue  # superseded by an earlier wake-up
                 self._next_wake = INF
-            elif len(self._ended) > 200:
-                self._forget()
             self._step()
-        return self._result(time.perf_counter() - wall0, time.process_time() - cpu0)
 
     def _push(self, at_s: float, kind: int, item: Any) -> None:
         self._seq += 1

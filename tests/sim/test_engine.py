@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
-from llama_prefect.core.scheduler import State
+from llama_prefect.core.scheduler import Attempt, Call, Invocation, State
 from llama_prefect.sim import policies
 from llama_prefect.sim.engine import RunSpec, Simulation
 from llama_prefect.sim.workload import (
@@ -123,11 +125,22 @@ def test_tuned_static_plan_meets_its_slo_on_its_archive(workload, videos):
     assert met >= 0.99 and usd > 0
 
 
+class _Watched(Simulation):
+    """A simulation that records the most invocations its scheduler held at once."""
+
+    peak = 0
+
+    def _step(self) -> None:
+        self.peak = max(self.peak, len(self.scheduler.invocations))
+        super()._step()
+
+
 def test_a_long_run_forgets_the_videos_that_ended(workload):
-    videos = make_archive(workload, ArchiveMix(videos=300, seed=8))
-    sim = Simulation(workload, videos, policies.llama("llama", 30.0, 0.8))
+    videos = make_archive(workload, ArchiveMix(videos=600, seed=8))
+    sim = _Watched(workload, videos, policies.llama("llama", 30.0, 0.8))
     result = sim.run()
     assert len(sim.scheduler.invocations) < result.invocations / 10
+    assert sim.peak < result.invocations / 2  # forgotten while the run goes on
     assert all(v.cost_usd > 0 for v in result.videos)
     kept = Simulation(
         workload, videos, policies.llama("llama", 30.0, 0.8), forget=False
@@ -136,3 +149,26 @@ def test_a_long_run_forgets_the_videos_that_ended(workload):
     assert [v.cost_usd for v in again.videos] == pytest.approx(
         [v.cost_usd for v in result.videos]
     )
+
+
+def test_forgotten_videos_leave_no_cycles_for_the_collector(workload):
+    # The loop runs with the cycle collector off, so a forgotten video's
+    # invocations, attempts and calls must be freed by reference counting alone.
+    spec = policies.llama(
+        "llama", 30.0, 0.8, inject_failure_rate=0.1, inject_straggler_rate=0.05
+    )
+    sim = Simulation(workload, make_archive(workload, ArchiveMix(videos=60)), spec)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds stays in gc.garbage
+    try:
+        result = sim.run()
+        gc.collect()
+        ours = [o for o in gc.garbage if isinstance(o, (Invocation, Attempt, Call))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert result.retries > 0 and result.duplicates > 0
+    assert len(sim.scheduler.invocations) < result.invocations / 10
+    assert ours == []
