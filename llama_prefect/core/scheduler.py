@@ -1513,7 +1513,9 @@ class Scheduler:
         Each candidate's predicted latency includes its backend's start-up delay,
         the wait for its slots (behind the requests queued there, or at commit
         behind those holding the backend) and, with `fanout_quantile`, the margin
-        of a tail quantile. A batched configuration is priced at the share of the
+        of a tail quantile on both its run and that wait (the calls it waits for
+        are predicted as its own is: a mean-based wait on a busy pool is short of
+        the truth as often as a mean-based run is). A batched configuration is priced at the share of the
         invocations ready to join its call, and also at a full call after the
         predicted wait for upstream work to fill it (safe delayed batching).
         """
@@ -1643,13 +1645,14 @@ class Scheduler:
             else:
                 usd = run_s * o.usd_per_s + o.usd_fee
             fill = batch if batch <= ready else ready
-            out.append((base_s + wait_s, usd / fill, o, run_s, fill, 0.0))
+            slot_s = wait_s * margin  # the calls it waits for err as its own does
+            out.append((base_s + slot_s, usd / fill, o, run_s, fill, 0.0))
             if batch > fill and may_wait:
                 fill_s = self._fill_wait_s(op, batch - fill)
                 if inv.waited and fill_s > inv.wait_until_s - self.clock.now():
                     fill_s = INF  # past the end of its one wait
                 if fill_s < INF:
-                    late_s = base_s + (wait_s if wait_s > fill_s else fill_s)
+                    late_s = base_s + (slot_s if slot_s > fill_s else fill_s)
                     out.append((late_s, usd / batch, o, run_s, batch, fill_s))
         return out
 

@@ -124,10 +124,13 @@ class GpuPoolModel:
 
     def startup_hint_s(self, now: float) -> float:
         """0 when an idle task is up, else the start-up of a new one."""
+        cold = False
         for t in self.tasks:
-            if t.up_since is not None and not t.busy:
+            if t.up_since is None:
+                cold = True
+            elif not t.busy:
                 return 0.0  # an idle task is up
-        return self.start_s
+        return self.start_s if cold else 0.0
 
     def start(self, now: float) -> tuple[int, float]:
         """Takes a task for a call; returns its index and the start-up delay."""

@@ -687,6 +687,32 @@ class TestSlotWaits:
         assert plan.config == DETECT_CPU2
         assert plan.predicted_s == pytest.approx(2.4)
 
+    def test_the_tail_margin_covers_the_wait_as_it_covers_the_run(self):
+        # As above with the tail margin on: d1's two threads wait for d0's 1.2 s
+        # and run 1.2 s; a margin m (the op's on the CPU, two slots wide) makes
+        # both longer: 1.2 m + 1.2 m. The wait is made of calls predicted as d1's
+        # own, so it is no surer than its run.
+        clock = SimClock()
+        sched = _scheduler(
+            cpu=3,
+            gpu=0,
+            store=self._store(),
+            objective="latency",
+            clock=clock,
+            fanout_quantile=True,
+        )
+        sched.add("d0", "detect", 1.0, "v1")
+        sched.mark_ready("d0")
+        (first,) = sched.commit_ready()
+        assert first.plan.config == DETECT_CPU2
+        second = sched.add("d1", "detect", 1.0, "v1")
+        option = sched._option_by_config("detect", DETECT_CPU2)
+        margin = sched._margin("detect", option, 1.0)
+        assert margin > 1.05
+        plan = sched.plan(second)
+        assert plan.config == DETECT_CPU2
+        assert plan.predicted_s == pytest.approx(1.2 * margin + 1.2 * margin)
+
     def test_invocation_holds_its_backend_until_its_slots_free(self):
         clock = SimClock()
         sched = _scheduler(

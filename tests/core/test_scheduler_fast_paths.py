@@ -87,7 +87,7 @@ def _expected_row(sched: Scheduler, inv, option, wait_s: float, width: float):
     """One candidate priced the plain way: `Option.usd` and `_margin`."""
     run_s = option.run_s(inv.units * option.call_batch)
     margin = sched._margin(inv.op, option, width)
-    latency_s = sched._startup[option.backend] + run_s * margin + wait_s
+    latency_s = sched._startup[option.backend] + run_s * margin + wait_s * margin
     return latency_s, option.usd(run_s), run_s
 
 

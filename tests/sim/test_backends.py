@@ -59,6 +59,22 @@ class TestGpuPool:
         assert gpu.cost_usd == pytest.approx((190.0 + 200.0) * per_s)
         assert gpu.starts == 2
 
+    def test_a_call_waiting_for_a_busy_task_sees_no_start_up(self):
+        # One task up and busy, one cold: the next call would start the cold one.
+        gpu = GpuPoolModel(PRICES, slots=2, start_s=40.0, idle_stop_s=120.0)
+        gpu.start(0.0)
+        assert gpu.startup_hint_s(1.0) == 40.0
+        # Both up and busy: the next call waits for one of them (the scheduler
+        # predicts that wait), and the task that frees needs no start.
+        gpu.start(1.0)
+        assert gpu.startup_hint_s(2.0) == 0.0
+        busy = GpuPoolModel(
+            PRICES, slots=2, start_s=40.0, idle_stop_s=1.0, always_on=True
+        )
+        busy.start(0.0)
+        busy.start(0.0)
+        assert busy.startup_hint_s(1.0) == 0.0
+
     def test_short_tasks_bill_the_minute(self):
         gpu = GpuPoolModel(PRICES, slots=1, start_s=0.0, idle_stop_s=1.0)
         gpu.start(0.0)
