@@ -47,6 +47,7 @@ and delayed batches.
 from __future__ import annotations
 
 import bisect
+import collections
 import enum
 import heapq
 import itertools
@@ -63,6 +64,7 @@ from llama_prefect.core.clock import Clock, RealClock
 from llama_prefect.core.optimizer import Candidate, Objective, choose
 from llama_prefect.core.options import Option, build_options
 from llama_prefect.core.pipeline import Configuration, Pipeline
+from llama_prefect.core.pools import PoolDemand
 from llama_prefect.core.pricing import PriceCatalog
 from llama_prefect.core.profiles import ProfileStore
 from llama_prefect.core.targets import StageEstimate
@@ -78,6 +80,11 @@ MAX_LIVE_ATTEMPTS = 2
 MENU_REFRESH = 16
 #: Other backends' queue heads a free backend examines per round (ours).
 STEALS_PER_ROUND = 4
+#: Seconds over which an op's rate of invocations becoming ready is counted (ours).
+RATE_WINDOW_S = 10.0
+#: Commit decisions of an op between two plans made again as if a cold pool were
+#: warm; the latest stands for the ones in between (ours: it doubles the pricing).
+WARMUP_SAMPLE = 4
 WEIGHT_BASES = ("robust", "fastest", "chosen")
 SCOPES = ("run", "group")
 
@@ -391,6 +398,9 @@ class Settings:
             fan-out (True) or the mean (published).
         tail_quantile: Chance that the slowest of an op's parallel invocations
             meets its prediction, per stage.
+        pool_warmup: Count the work a cold pool backend would be given were it
+            warm, so that the caller can start its tasks (`pool_wanted`); the
+            published method only uses what is up.
         target_scope: ``run``: the work ahead counts every group's invocations
             (one deadline for an archive); ``group``: only the invocation's group
             (one SLO per video, the paper's model).
@@ -422,6 +432,7 @@ class Settings:
     miss_tolerance: float = 0.1
     fanout_quantile: bool = True
     tail_quantile: float = 0.95
+    pool_warmup: bool = True
     target_scope: str = "run"
     static_shares: Mapping[str, float] | None = None
     inject_failure_rate: float = 0.0
@@ -438,6 +449,7 @@ class Settings:
             "fanout_quantile": False,
             "weight_basis": "chosen",
             "miss_tolerance": 0.0,
+            "pool_warmup": False,
         }
         values.update(overrides)
         return cls(deadline_s, **values)  # type: ignore[arg-type]
@@ -546,6 +558,13 @@ class Scheduler:
         self._serve_order = sorted(names, key=lambda n: self.backends[n].capacity)
         self._ends: dict[str, list[float]] = {n: [] for n in names}
         self._op_ends: dict[str, list[float]] = {op: [] for op in self._ops}
+        self._ready_times: dict[str, collections.deque[float]] = {
+            op: collections.deque() for op in self._ops
+        }
+        self._pools = [n for n, b in self.backends.items() if not b.per_invocation]
+        self._demand = PoolDemand()
+        self._warm_plans: dict[str, int] = dict.fromkeys(self._ops, 0)
+        self._warm_guess: dict[str, tuple[str, float]] = {}
         self._queues: dict[str, dict[str, list[_Entry]]] = {
             n: {op: [] for op in self._ops} for n in names
         }
@@ -811,6 +830,8 @@ class Scheduler:
         if inv.state is not State.WAITING:
             return
         inv.state, inv.pending = State.READY, "first"
+        if self._widest_batch[inv.op] > 1:
+            self._ready_times[inv.op].append(self.clock.now())
         if inv.speculative is None:
             inv.speculative = self.plan(inv)
             if not self._waits_seen:
@@ -1127,6 +1148,10 @@ class Scheduler:
         now, backend = self.clock.now(), option.backend
         startup_s = self._startup[backend]
         call = Call(backend, option.slots, option, now + startup_s + run_s)
+        if self.settings.pool_warmup:
+            if backend in self._pools:
+                self._demand.add(backend, now, run_s * option.slots)
+            self._note_cold_pool(inv, plan)
         call.open = len(members)
         self._used[backend] += option.slots
         for _ in range(option.slots):
@@ -1457,6 +1482,17 @@ class Scheduler:
         first = self._watch[0][0] if self._watch else INF
         return min(first, self._wakeups[0] if self._wakeups else INF)
 
+    def set_up_slots(self, backend: str, slots: int) -> None:
+        """Sets how many of a pool's slots are up now; commits never exceed them.
+
+        For a pool its caller scales by `pool_wanted`: calls take the tasks that
+        are up, and none starts a task of its own. At most the backend's capacity.
+        """
+        slots = max(0, min(slots, self.backends[backend].capacity))
+        if self._capacity[backend] != slots:
+            self._capacity[backend] = slots
+            self._weights_version += 1
+
     def set_startup(self, backend: str, startup_s: float) -> None:
         """Sets the start-up delay the next invocation on `backend` will see."""
         if self._startup.get(backend) != startup_s:
@@ -1515,9 +1551,11 @@ class Scheduler:
         behind those holding the backend) and, with `fanout_quantile`, the margin
         of a tail quantile on both its run and that wait (the calls it waits for
         are predicted as its own is: a mean-based wait on a busy pool is short of
-        the truth as often as a mean-based run is). A batched configuration is priced at the share of the
-        invocations ready to join its call, and also at a full call after the
-        predicted wait for upstream work to fill it (safe delayed batching).
+        the truth as often as a mean-based run is). A batched configuration is
+        priced at the share of the invocations ready to join its call, and also at
+        a full call after the predicted wait for it to fill (safe delayed
+        batching): from upstream work running now, or from the rate at which
+        invocations of the op became ready lately.
         """
         ctx = self._context(inv.group)
         probing = at_commit and self._probe_due(inv.op)
@@ -1610,8 +1648,13 @@ class Scheduler:
         at_commit: bool,
         *,
         full: bool = False,
+        free: str | None = None,
     ) -> list[_Row]:
-        """Every candidate of `inv`, priced (see `_Row`)."""
+        """Every candidate of `inv`, priced (see `_Row`).
+
+        Candidates on backend `free` are priced as if it were warm with a slot free
+        (no start-up, no wait): what `inv` would take were a cold pool up.
+        """
         op, units = inv.op, inv.units
         width_of = ctx.remaining[self._index[op]]
         ready = self._ready[op] + (0 if inv.queued_on else 1)
@@ -1624,7 +1667,7 @@ class Scheduler:
         for o, backend, key, batch, parallel in self._priced(op, full):
             if backend in closed:
                 continue
-            wait_s = waits.get(key)
+            wait_s = 0.0 if backend == free else waits.get(key)
             if wait_s is None:
                 wait_s = waits[key] = self._slot_wait_s(backend, key[1], inv, at_commit)
                 self._waits_seen |= wait_s > 0
@@ -1638,7 +1681,7 @@ class Scheduler:
                 width = int(parallel if parallel < width_of else width_of)
                 found = margins.get((op, backend, width if width > 1 else 1))
                 margin = self._margin(op, o, width_of) if found is None else found
-            base_s = startup[backend] + run_s * margin
+            base_s = (0.0 if backend == free else startup[backend]) + run_s * margin
             if o.granularity_s > 0.0:  # `Option.usd`, inline
                 usd = -(-run_s // o.granularity_s) * o.granularity_s
                 usd = usd * o.usd_per_s + o.usd_fee
@@ -1802,7 +1845,9 @@ class Scheduler:
         A full backend is not served in a round, so none of its queue holds it: a
         request moving there at commit would wait behind all of them.
         """
-        capacity = self.backends[backend].capacity
+        capacity = self._capacity[backend]
+        if capacity <= 0:
+            return INF  # a pool with nothing up: only a warm-up starts it
         if at_commit and (inv.queued_on == backend or self._free(backend) > 0):
             ahead = self._held_slots.get(backend, 0.0)
             ahead_s = self._held_slot_s.get(backend, 0.0)
@@ -1836,18 +1881,90 @@ class Scheduler:
             return False
         return not inv.waited or self.clock.now() < inv.wait_until_s
 
+    def _note_cold_pool(self, inv: Invocation, plan: Plan) -> None:
+        """Counts what `inv`, committed elsewhere as `plan`, would ask of a cold pool.
+
+        Every `WARMUP_SAMPLE` commits of the op, its plan is made again
+        with the pool priced warm and free. When that plan takes the pool and
+        fits its target where `plan` does not, or fits it for less, the
+        slot-seconds of its call share count; they stand for every decision of
+        the op until the next such plan. A warm pool that would only make a late
+        invocation a little less late is not asked for.
+        """
+        op, chosen = inv.op, plan.config.backend
+        pool = None
+        for name in self._pools:
+            if name == chosen or name not in self._allowed[op]:
+                continue
+            scaled = self._capacity[name] < self.backends[name].capacity
+            if self._startup[name] > 0 or (scaled and self._free(name) <= 0):
+                pool = name  # cold, or every slot up is taken and it may grow
+                break
+        if pool is None:
+            return
+        self._warm_plans[op] += 1
+        guess = self._warm_guess.get(op)
+        if guess is None or guess[0] != pool or self._warm_plans[op] >= WARMUP_SAMPLE:
+            self._warm_plans[op] = 0
+            guess = self._warm_guess[op] = (
+                pool,
+                self._warm_slot_s(inv, pool, plan),
+            )
+        if guess[1] > 0.0:
+            self._demand.add(pool, self.clock.now(), guess[1])
+
+    def _warm_slot_s(self, inv: Invocation, pool: str, plan: Plan) -> float:
+        """Slot-seconds `inv` would take on `pool` were it warm and free, where
+        that fits its target and `plan` does not, or fits it for less; else 0."""
+        seen = self._waits_seen
+        ctx = self._context(inv.group)
+        rows = self._rows(inv, ctx, (), True, free=pool)
+        self._waits_seen = seen
+        if not rows:
+            return 0.0
+        target_s = plan.target_s
+        row = self._pick(inv, rows, target_s, ctx)[0]
+        option = row[2]
+        if option.backend != pool or row[0] > target_s:
+            return 0.0
+        if not plan.predicted_miss and row[1] >= plan.cost_usd:
+            return 0.0
+        return row[3] * option.slots / max(1, row[4])
+
+    def pool_wanted(self, backend: str) -> int:
+        """Tasks the pool `backend` should keep up now, by the work it is asked for.
+
+        The committed calls' slot-seconds and, while it is cold, those that
+        invocations committed elsewhere would have taken there (see
+        `core.pools`); 0 without `pool_warmup`. The caller starts tasks up to it
+        and lets idle ones stop.
+        """
+        if not self.settings.pool_warmup or backend not in self._pools:
+            return 0
+        capacity = self.backends[backend].capacity
+        return self._demand.wanted(backend, self.clock.now(), capacity)
+
     def _fill_wait_s(self, op: str, need: int) -> float:
         """Predicted seconds until `need` more invocations of `op` are ready.
 
         Each running upstream invocation is expected to make the edge's learned
-        rate of them when it ends; INF when the running ones cannot make enough.
+        rate of them when it ends. When the running ones cannot make enough, the
+        rate at which the op's invocations became ready over the last
+        `RATE_WINDOW_S` seconds (of every group: a batch fills across videos)
+        gives the time, once at least twice `need` came in that window; INF
+        otherwise.
         """
         made, now = 0.0, self.clock.now()
         for end_s, rate in self._upstream_ends(op):
             made += rate
             if made >= need:
                 return max(end_s - now, 1e-3)
-        return INF
+        times = self._ready_times[op]
+        while times and times[0] < now - RATE_WINDOW_S:
+            times.popleft()
+        if len(times) < 2 * need:
+            return INF
+        return max(need / (len(times) / RATE_WINDOW_S), 1e-3)
 
     def _upstream_ends(self, op: str) -> Iterator[tuple[float, float]]:
         """Predicted ends of running upstream calls, soonest first, with their rate."""

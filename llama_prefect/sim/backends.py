@@ -7,9 +7,11 @@
   request fee. A running invocation cannot be stopped: a cancelled duplicate runs
   to its end and is billed.
 * `GpuPoolModel`: a pool of GPU tasks (one slot each). A call that finds no idle
-  running task starts one (start-up delay); a task idle for long is stopped. Billed
-  per second while a task runs, busy or idle, with a one-minute minimum per start.
-  `always_on` keeps every task up for the whole run (a fixed GPU pool).
+  running task takes one that is starting, or starts one (start-up delay); the
+  scheduler may also ask for tasks ahead of any call (`warm`). A task idle for long
+  is stopped. Billed per second while a task is up (starting, busy or idle), with a
+  one-minute minimum per start. `always_on` keeps every task up for the whole run
+  (a fixed GPU pool).
 * `FixedPoolModel`: a pool of vCPUs up for the whole run, billed for all of it.
 
 Prices come from the dated price file (`llama_prefect/data/prices.json`).
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 
 from llama_prefect.core.pricing import PriceCatalog
 from llama_prefect.errors import ConfigurationError
+
+INF = float("inf")
 
 
 class LambdaModel:
@@ -90,6 +94,7 @@ class _Task:
     busy: bool = False
     idle_since: float = 0.0
     token: int = 0
+    ready_s: float = 0.0  # when its start-up ends
 
 
 class GpuPoolModel:
@@ -123,24 +128,70 @@ class GpuPoolModel:
         self.starts = 0
 
     def startup_hint_s(self, now: float) -> float:
-        """0 when an idle task is up, else the start-up of a new one."""
+        """The start-up the next call sees: a new task's, unless one is up for it.
+
+        0 when an idle task is up, and also when every task is up and busy: the
+        call then waits for one of them to free (the scheduler predicts that wait
+        from the calls it holds), and a task that frees needs no start. What is
+        left of its start-up when an idle task is still starting.
+        """
         cold = False
+        starting = INF
         for t in self.tasks:
             if t.up_since is None:
                 cold = True
             elif not t.busy:
-                return 0.0  # an idle task is up
+                if t.ready_s <= now:
+                    return 0.0  # an idle task is up
+                starting = min(starting, t.ready_s - now)
+        if starting < INF:
+            return starting
         return self.start_s if cold else 0.0
 
+    def up(self) -> int:
+        """Tasks up, starting ones included."""
+        return sum(1 for t in self.tasks if t.up_since is not None)
+
+    def ready(self, now: float) -> int:
+        """Tasks up and past their start-up."""
+        return sum(1 for t in self.tasks if t.up_since is not None and t.ready_s <= now)
+
+    def warm(self, now: float) -> tuple[int, float] | None:
+        """Starts a task ahead of any call.
+
+        Returns its index and when to check whether to stop it, or None when
+        every task is up.
+        """
+        for i, task in enumerate(self.tasks):
+            if task.up_since is None:
+                task.up_since, task.busy = now, False
+                task.ready_s = task.idle_since = now + self.start_s
+                task.token += 1
+                self.starts += 1
+                return i, task.ready_s + self.idle_stop_s
+        return None
+
     def start(self, now: float) -> tuple[int, float]:
-        """Takes a task for a call; returns its index and the start-up delay."""
+        """Takes a task for a call; returns its index and the start-up delay.
+
+        An idle task that is up first, then the one starting that is ready
+        soonest (what is left of its start-up), then a new one.
+        """
+        soonest, found = INF, -1
         for i, task in enumerate(self.tasks):
             if task.up_since is not None and not task.busy:
-                task.busy = True
-                return i, 0.0
+                if task.ready_s <= now:
+                    task.busy = True
+                    return i, 0.0
+                if task.ready_s < soonest:
+                    soonest, found = task.ready_s, i
+        if found >= 0:
+            self.tasks[found].busy = True
+            return found, soonest - now
         for i, task in enumerate(self.tasks):
             if task.up_since is None:
                 task.up_since, task.busy = now, True
+                task.ready_s = now + self.start_s
                 self.starts += 1
                 return i, self.start_s
         raise AssertionError("the scheduler committed more calls than GPU tasks")
@@ -152,15 +203,24 @@ class GpuPoolModel:
         task.token += 1
         return None if self.always_on else now + self.idle_stop_s
 
-    def check_stop(self, now: float, index: int) -> None:
-        """Stops a task idle for `idle_stop_s` and bills its time up."""
+    def check_stop(self, now: float, index: int, keep: int = 0) -> float | None:
+        """Stops a task idle for `idle_stop_s` and bills its time up.
+
+        While no more than `keep` tasks are up (the scheduler wants them), an idle
+        task stays up instead; returns when to check it again (None: no need).
+        """
         task = self.tasks[index]
         if task.busy or task.up_since is None:
-            return
+            return None
         stop_s = task.idle_since + self.idle_stop_s
-        if stop_s <= now + 1e-9:
-            self.cost_usd += self.price.instance_usd(stop_s - task.up_since)
-            task.up_since = None
+        if stop_s > now + 1e-9:
+            return None
+        if self.up() <= keep:
+            task.idle_since = now  # kept: it may stop after another idle spell
+            return now + self.idle_stop_s
+        self.cost_usd += self.price.instance_usd(stop_s - task.up_since)
+        task.up_since = None
+        return None
 
     def close(self, now: float) -> None:
         """Bills every task still up at the end of the run (idle ones until stopped)."""

@@ -36,9 +36,12 @@ from llama_prefect.sim.backends import FixedPoolModel, GpuPoolModel, LambdaModel
 from llama_prefect.sim.workload import GPU, LAMBDA, VM, Video, Workload
 
 INF = float("inf")
-_ARRIVE, _END, _WAKE, _STOP = 0, 1, 2, 3
+_ARRIVE, _END, _WAKE, _STOP, _READY = 0, 1, 2, 3, 4
 #: An attempt marked to fail fails this far into its run (ours).
 FAIL_AT = 0.5
+#: Simulated seconds between two looks at how many GPU tasks the scheduler wants
+#: up (ours: short against a task's start-up).
+WARM_EVERY_S = 1.0
 
 
 @dataclass
@@ -190,6 +193,12 @@ class Simulation:
         self.scheduler = self._scheduler(objective)
         self._has_lambda = LAMBDA in self.scheduler.backends
         self._has_gpu = GPU in self.scheduler.backends
+        self._warmup = (
+            self._has_gpu
+            and not spec.gpu_always_on
+            and self.scheduler.settings.pool_warmup
+        )
+        self._next_warm_s = 0.0
         self._memory_mb: dict[str, float] = {}
         self._events: list[tuple[float, int, int, Any]] = []
         self._seq = 0
@@ -260,12 +269,14 @@ class Simulation:
                 if len(self._ended) > 200:
                     self._forget()
             elif kind == _STOP:
-                self.gpu.check_stop(clock.now(), item)
+                self._check_stop(item)
                 continue
             elif kind == _WAKE:
                 if at_s != self._next_wake:
                     continue  # superseded by an earlier wake-up
                 self._next_wake = INF
+            elif kind == _READY:
+                self._update_startups()  # a GPU task finished its start-up
             self._step()
 
     def _push(self, at_s: float, kind: int, item: Any) -> None:
@@ -281,10 +292,30 @@ class Simulation:
         if sched.queued():
             self._update_startups()
             self._commit()
+        if self._warmup and now >= self._next_warm_s:
+            self._warm_pool(now)
         wake = sched.next_event_s()
         if wake < self._next_wake and wake < INF:
             self._next_wake = wake
             self._push(wake, _WAKE, None)
+
+    def _check_stop(self, index: int) -> None:
+        """Stops an idle GPU task, unless the scheduler wants every task up."""
+        keep = self.scheduler.pool_wanted(GPU) if self._warmup else 0
+        again = self.gpu.check_stop(self.clock.now(), index, keep)
+        if again is not None:
+            self._push(again, _STOP, index)
+
+    def _warm_pool(self, now: float) -> None:
+        """Starts GPU tasks up to what the scheduler says the pool should keep up."""
+        self._next_warm_s = now + WARM_EVERY_S
+        wanted = self.scheduler.pool_wanted(GPU)
+        while self.gpu.up() < wanted:
+            started = self.gpu.warm(now)
+            if started is None:
+                return
+            self._push(self.gpu.tasks[started[0]].ready_s, _READY, None)
+            self._push(started[1], _STOP, started[0])
 
     def _commit(self) -> None:
         for attempt in self.scheduler.commit_ready():
@@ -298,7 +329,9 @@ class Simulation:
         now, sched = self.clock.now(), self.scheduler
         if self._has_lambda:
             sched.set_startup(LAMBDA, self.lam.startup_hint_s(now))
-        if self._has_gpu:
+        if self._warmup:  # calls take tasks that are up; only warm-ups start them
+            sched.set_up_slots(GPU, self.gpu.ready(now))
+        elif self._has_gpu:
             sched.set_startup(GPU, self.gpu.startup_hint_s(now))
 
     # -- videos and invocations --------------------------------------------------------

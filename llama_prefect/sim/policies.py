@@ -41,6 +41,7 @@ ABLATIONS = {
     "no-priority": {"priority_commit": False},
     "no-late-commit": {"late_commit": False},
     "no-duplication": {"duplication": False},
+    "no-warmup": {"pool_warmup": False},
 }
 
 

@@ -390,6 +390,21 @@ class TestBatching:
         assert "d0" in {a.id for a in first} and len(first) == 4
         assert first[0].plan.config == DETECT_GPU4
 
+    def test_the_fill_is_predicted_from_the_rate_invocations_became_ready(self):
+        # Nothing upstream runs, but ten detects became ready in the last ten
+        # seconds (one a second, across videos): three more come in about 3 s.
+        # Fewer than twice the need in the window is too little to go by.
+        clock = SimClock()
+        sched = self._sched(clock, deadline_s=1000.0)
+        for k in range(10):
+            _ready(sched, f"d{k}", group=f"v{k}")
+            sched.commit_ready()
+            clock.advance(1.0)
+        assert sched._fill_wait_s("detect", 3) == pytest.approx(3.0)
+        assert sched._fill_wait_s("detect", 6) == float("inf")
+        clock.advance(6.0)  # six of the ten have left the window
+        assert sched._fill_wait_s("detect", 2) == pytest.approx(2.0 / 0.4)
+
     def test_without_batching_calls_are_never_batched(self):
         clock = SimClock()
         sched = self._sched(clock, batching=False)

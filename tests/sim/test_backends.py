@@ -75,6 +75,32 @@ class TestGpuPool:
         busy.start(0.0)
         assert busy.startup_hint_s(1.0) == 0.0
 
+    def test_a_warmed_task_is_up_after_its_start_up_and_bills_from_the_warm(self):
+        gpu = GpuPoolModel(PRICES, slots=2, start_s=40.0, idle_stop_s=120.0)
+        assert gpu.warm(10.0) == (0, 170.0)  # ready at 50 s, idle until 170 s
+        assert (gpu.up(), gpu.ready(49.0), gpu.ready(50.0)) == (1, 0, 1)
+        assert gpu.startup_hint_s(30.0) == 20.0  # what is left of its start-up
+        assert gpu.start(30.0) == (0, 20.0)  # a call takes the starting task
+        assert gpu.end(60.0, 0) == 180.0
+        gpu.check_stop(180.0, 0)
+        per_s = PRICES.price("ecs-gpu").usd_per_slot_s
+        assert gpu.cost_usd == pytest.approx((180.0 - 10.0) * per_s)
+        assert gpu.warm(200.0) == (0, 360.0)
+        assert gpu.warm(200.0) == (1, 360.0)
+        assert gpu.warm(200.0) is None  # every task is up
+        assert gpu.starts == 3
+
+    def test_an_idle_task_the_scheduler_wants_stays_up(self):
+        gpu = GpuPoolModel(PRICES, slots=2, start_s=0.0, idle_stop_s=50.0)
+        gpu.start(0.0)
+        gpu.end(1.0, 0)
+        assert gpu.check_stop(51.0, 0, keep=1) == 101.0  # wanted: look again later
+        assert gpu.tasks[0].up_since == 0.0
+        assert gpu.check_stop(101.0, 0, keep=0) is None
+        assert gpu.tasks[0].up_since is None
+        per_s = PRICES.price("ecs-gpu").usd_per_slot_s
+        assert gpu.cost_usd == pytest.approx(101.0 * per_s)  # up until it stopped
+
     def test_short_tasks_bill_the_minute(self):
         gpu = GpuPoolModel(PRICES, slots=1, start_s=0.0, idle_stop_s=1.0)
         gpu.start(0.0)
