@@ -59,7 +59,7 @@ def proxy_task(task: Any, body: Callable[..., Any]) -> Any:
     Raises:
         ConfigurationError: The function takes ``*args``, which cannot be named.
     """
-    signature = inspect.signature(task.fn)
+    signature, var_keyword = _signature(task.fn)
     if any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values()):
         raise ConfigurationError(
             f"task {task.name!r} takes *args; an op body run by a proxy must take "
@@ -69,8 +69,8 @@ def proxy_task(task: Any, body: Callable[..., Any]) -> Any:
     @functools.wraps(task.fn)
     def proxy(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs).arguments
-        named = {k: v for k, v in bound.items() if k not in _var_keyword(signature)}
-        for name in _var_keyword(signature):
+        named = {k: v for k, v in bound.items() if k not in var_keyword}
+        for name in var_keyword:
             named.update(bound.get(name, {}))
         return body(**named)
 
@@ -79,8 +79,12 @@ def proxy_task(task: Any, body: Callable[..., Any]) -> Any:
     return clone
 
 
-def _var_keyword(signature: inspect.Signature) -> list[str]:
-    return [n for n, p in signature.parameters.items() if p.kind is p.VAR_KEYWORD]
+@functools.lru_cache(maxsize=256)
+def _signature(fn: Callable[..., Any]) -> tuple[inspect.Signature, tuple[str, ...]]:
+    """The function's signature and the names of its ``**kwargs`` (one per op)."""
+    signature = inspect.signature(fn)
+    names = [n for n, p in signature.parameters.items() if p.kind is p.VAR_KEYWORD]
+    return signature, tuple(names)
 
 
 class AttemptHooks(Protocol):

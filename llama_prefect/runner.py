@@ -54,6 +54,7 @@ import importlib
 import inspect
 import logging
 import os
+import queue
 import sys
 import threading
 import time
@@ -104,6 +105,8 @@ COALESCE_S = 0.02
 RUN_PARAMETERS = ("slo_s", "objective", "accuracy_floor")
 #: Flow parameters naming the blocks the runner is configured from.
 BLOCK_PARAMETERS = ("backend_settings", "price_catalog", "profile_store")
+#: Types of parameter values that are never a future nor hold one.
+_ATOMS = (int, float, str, bytes, bool, type(None))
 #: The backends this runner can build, by name.
 BACKEND_FACTORIES = {LOCAL_CPU: local_cpu, LOCAL_GPU: local_gpu}
 
@@ -915,48 +918,93 @@ class _Hooks:
 
 
 class _DaemonThreads:
-    """Runs each call in a new daemon thread (the attempts of invocations).
+    """Runs each call on a daemon thread of its own (the attempts of invocations).
 
     An op body cannot be stopped once it runs. On daemon threads, one that still runs
     when the run is interrupted does not keep the process from exiting, as the
     threads of a `ThreadPoolExecutor` would (they are joined at exit).
 
+    A call never waits for another: it goes to an idle thread when there is one (a
+    thread whose last call ended less than `IDLE_S` ago), else to a new thread.
+    Starting a thread per call would cost more than a short op's body.
+
     Args:
         name: Prefix of the threads' names.
     """
+
+    #: Seconds an idle thread waits for its next call before it ends (ours).
+    IDLE_S = 10.0
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._count = 0
+        self._idle = 0  # threads waiting for a call that no call was promised to
+        self._closed = False
+        self._calls: queue.SimpleQueue[tuple[Any, tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
 
     def submit(self, fn: Any, *args: Any) -> None:
-        """Starts `fn(*args)` in a new daemon thread."""
+        """Starts `fn(*args)` on an idle daemon thread, or on a new one."""
         with self._lock:
+            if self._idle:
+                self._idle -= 1
+                self._calls.put((fn, args))
+                return
             self._count += 1
             thread = threading.Thread(
-                target=self._call,
-                args=(fn, args),
+                target=self._serve,
+                args=((fn, args),),
                 name=f"{self.name}_{self._count}",
                 daemon=True,
             )
             self._threads.add(thread)
         thread.start()
 
-    def _call(self, fn: Any, args: tuple[Any, ...]) -> None:
+    def _serve(self, call: tuple[Any, tuple[Any, ...]] | None) -> None:
         try:
-            fn(*args)
+            while call is not None:
+                fn, args = call
+                fn(*args)
+                del fn, args, call  # an idle thread keeps no call's arguments alive
+                call = self._next_call()
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
+    def _next_call(self) -> tuple[Any, tuple[Any, ...]] | None:
+        """Waits as an idle thread for a call; None when the thread is to end."""
+        with self._lock:
+            if self._closed:
+                return None
+            self._idle += 1
+        try:
+            return self._calls.get(timeout=self.IDLE_S)
+        except queue.Empty:
+            pass
+        with self._lock:  # a call may have been promised to it meanwhile
+            try:
+                return self._calls.get_nowait()
+            except queue.Empty:
+                self._idle -= 1
+                return None
+
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-        """Waits for the threads still running when `wait` (nothing is queued)."""
+        """Ends the threads once idle; waits for the running ones when `wait`.
+
+        Nothing is queued: every call has a thread already. A call submitted later
+        gets a new thread, which ends with it.
+        """
+        with self._lock:
+            self._closed = True
+            for _ in range(self._idle):
+                self._calls.put(None)
+            self._idle = 0
+            running = list(self._threads)
         if not wait:
             return
-        with self._lock:
-            running = list(self._threads)
         for thread in running:
             thread.join()
 
@@ -989,6 +1037,8 @@ def _wait_then(future: PrefectFuture[Any], callback: Any) -> None:
 
 
 def _futures_in(parameters: dict[str, Any]) -> list[PrefectFuture[Any]]:
+    if all(type(v) in _ATOMS for v in parameters.values()):
+        return []  # nothing to walk: the common case, at every submit
     found: list[PrefectFuture[Any]] = []
 
     def visit(value: Any) -> Any:
