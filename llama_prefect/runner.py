@@ -275,6 +275,8 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         once the flow runs, after Prefect entered the runner, so backends, prices
         and the profile location are settled here.
         """
+        if self._executor is not None:  # configured: no lock needed to read it
+            return self._executor
         with self._lock:
             if self._executor is None:
                 self._configure()
@@ -413,6 +415,8 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         return future
 
     def _ensure_scheduler(self) -> Scheduler:
+        if self.scheduler is not None:  # built once per run: no lock needed to read
+            return self.scheduler
         with self._lock:
             if self.scheduler is None:
                 self.scheduler = self._build_scheduler()
