@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -275,17 +275,25 @@ class Pipeline:
         )
 
     def expected_counts(
-        self, edge_rates: Mapping[tuple[str, str], float] | None = None
+        self,
+        edge_rates: Mapping[tuple[str, str], float] | None = None,
+        *,
+        order: Sequence[str] | None = None,
     ) -> dict[str, float]:
         """Expected invocations of each op per invocation of a source.
 
         A gather op counts 1. Any other op counts the largest, over its upstream ops,
         of the upstream count times the edge's rate (fanout x fire_prob), unless
         `edge_rates` gives a learned rate for that edge.
+
+        Args:
+            edge_rates: Learned rates of edges, by (upstream, downstream).
+            order: Every op in topological order, when the caller keeps it (a
+                scheduler asks after every group); by default the graph is sorted.
         """
         rates = dict(edge_rates or {})
         counts: dict[str, float] = {}
-        for op in nx.topological_sort(self.graph):
+        for op in nx.topological_sort(self.graph) if order is None else order:
             parents = list(self.graph.predecessors(op))
             if not parents or self.ops[op].gather:
                 counts[op] = 1.0

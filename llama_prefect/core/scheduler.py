@@ -301,8 +301,10 @@ _Row = tuple[float, float, Option, float, int, float]
 
 
 #: An option as `_rows` prices it: the option, its backend, (backend, slots), its
-#: call batch, and the invocations its backend runs at once.
-_Facts = tuple[Option, str, tuple[str, int], int, float]
+#: call batch, the invocations its backend runs at once, and whether the option
+#: before it has the same backend, slots and width (and so the same wait, start-up
+#: and tail margin).
+_Facts = tuple[Option, str, tuple[str, int], int, float, bool]
 
 
 def _by_cost(row: _Row) -> tuple[float, float, Configuration]:
@@ -625,7 +627,7 @@ class Scheduler:
     # -- groups and the work still expected --------------------------------------------
 
     def _expected_counts(self) -> list[float]:
-        counts = self.pipeline.expected_counts(self.store.edge_rates)
+        counts = self.pipeline.expected_counts(self.store.edge_rates, order=self._ops)
         return [counts[op] for op in self._ops]
 
     def _group(self, name: str) -> _Group:
@@ -817,7 +819,7 @@ class Scheduler:
         now = self.clock.now()
         inv = Invocation(inv_id, op, group or "", max(units, 1e-9), now, seq=self._seq)
         self.invocations[inv_id] = inv
-        grp = self._group(inv.group)
+        grp = self._groups.get(inv.group) or self._group(inv.group)
         grp.members.append(inv)
         self._change(grp, self._index[op], 1, 1)
         if speculate:
@@ -877,21 +879,23 @@ class Scheduler:
         return 1 if self.backends[config.backend].per_invocation else config.slots
 
     def _enqueue(self, inv: Invocation, plan: Plan, *, front: bool = False) -> None:
-        backend = plan.config.backend
+        config = plan.config
+        backend, op = config.backend, inv.op
         if inv.queued_on is not None:
             self._dequeue(inv)
-        slots = self._slots_of(plan.config) / max(1, plan.fill)
+        held = 1 if self.backends[backend].per_invocation else config.slots
+        slots = held / (plan.fill if plan.fill > 1 else 1)
         inv.queued_on, inv.queued_slots = backend, slots
         inv.queued_slot_s = plan.run_s * slots
         self._queued_slots[backend] += slots
         self._queued_slot_s[backend] += inv.queued_slot_s
-        self._ready[inv.op] += 1
+        self._ready[op] += 1
         self._requests += 1
-        self._live[backend][inv.op] += 1
+        self._live[backend][op] += 1
         self._seq += 1
         inv.token = self._seq
         entry = (0 if front else 1, inv.seq, inv.token, inv)
-        heapq.heappush(self._queues[backend][inv.op], entry)
+        heapq.heappush(self._queues[backend][op], entry)
 
     def _dequeue(self, inv: Invocation) -> None:
         backend = inv.queued_on
@@ -1477,10 +1481,12 @@ class Scheduler:
 
     def next_event_s(self) -> float:
         """Clock time of the next straggler check or batch wake-up (inf: none)."""
-        while self._watch and self._watch[0][2].state is not State.RUNNING:
-            heapq.heappop(self._watch)
-        first = self._watch[0][0] if self._watch else INF
-        return min(first, self._wakeups[0] if self._wakeups else INF)
+        watch, running = self._watch, State.RUNNING
+        while watch and watch[0][2].state is not running:
+            heapq.heappop(watch)
+        first = watch[0][0] if watch else INF
+        wake = self._wakeups[0] if self._wakeups else INF
+        return wake if wake < first else first  # min(first, wake)
 
     def set_up_slots(self, backend: str, slots: int) -> None:
         """Sets how many of a pool's slots are up now; commits never exceed them.
@@ -1664,24 +1670,33 @@ class Scheduler:
         out: list[_Row] = []
         startup, margins = self._startup, self._margins
         fanout = self.settings.fanout_quantile
-        for o, backend, key, batch, parallel in self._priced(op, full):
-            if backend in closed:
-                continue
-            wait_s = 0.0 if backend == free else waits.get(key)
-            if wait_s is None:
-                wait_s = waits[key] = self._slot_wait_s(backend, key[1], inv, at_commit)
-                self._waits_seen |= wait_s > 0
-            if wait_s == INF:
-                continue
+        skip, wait_s, start_s, margin, drift = False, 0.0, 0.0, 1.0, 1.0
+        for o, backend, key, batch, parallel, same in self._priced(op, full):
+            if same:  # what the option before it found holds for it too
+                if skip:
+                    continue
+            else:
+                skip = backend in closed
+                if skip:
+                    continue
+                wait_s = 0.0 if backend == free else waits.get(key, -1.0)
+                if wait_s < 0.0:  # not looked up yet (waits are never negative)
+                    wait_s = self._slot_wait_s(backend, key[1], inv, at_commit)
+                    waits[key] = wait_s
+                    self._waits_seen |= wait_s > 0
+                skip = wait_s == INF
+                if skip:
+                    continue
+                if fanout:  # `_margin`, its cache read here
+                    width = int(parallel if parallel < width_of else width_of)
+                    found = margins.get((op, backend, width if width > 1 else 1))
+                    margin = self._margin(op, o, width_of) if found is None else found
+                start_s = 0.0 if backend == free else startup[backend]
+                drift = o.drift.get(backend, 1.0)
             prof = o.profile  # `Option.run_s`, inline
             seed_s = prof.seed_fixed_s + prof.seed_s_per_unit * (units * batch)
-            run_s = seed_s * o.drift.get(backend, 1.0) * prof.residual
-            margin = 1.0
-            if fanout:  # `_margin`, its cache read here
-                width = int(parallel if parallel < width_of else width_of)
-                found = margins.get((op, backend, width if width > 1 else 1))
-                margin = self._margin(op, o, width_of) if found is None else found
-            base_s = (0.0 if backend == free else startup[backend]) + run_s * margin
+            run_s = seed_s * drift * prof.residual
+            base_s = start_s + run_s * margin
             if o.granularity_s > 0.0:  # `Option.usd`, inline
                 usd = -(-run_s // o.granularity_s) * o.granularity_s
                 usd = usd * o.usd_per_s + o.usd_fee
@@ -1708,10 +1723,12 @@ class Scheduler:
         cached = self._facts.get((op, full))
         if cached is not None and cached[0] is options:
             return cached[1]
-        facts = []
+        facts: list[_Facts] = []
         for o in options:
             parallel = self.backends[o.backend].capacity / o.slots * o.call_batch
-            facts.append((o, o.backend, (o.backend, o.slots), o.call_batch, parallel))
+            key = (o.backend, o.slots)
+            same = bool(facts) and facts[-1][2] == key and facts[-1][4] == parallel
+            facts.append((o, o.backend, key, o.call_batch, parallel, same))
         self._facts[(op, full)] = (options, facts)
         return facts
 
@@ -2053,10 +2070,16 @@ class Scheduler:
         if shares is not None:
             slo_s = ctx.slo_s if ctx.slo_s is not None else self.settings.deadline_s
             return slo_s * shares.get(inv.op, 0.0), time_left_s, (inv.op,)
-        basis = self._stage_of(ctx, inv.op)
+        basis = ctx.stages.get(inv.op) or self._stage_of(ctx, inv.op)
         own_s = 0.0
-        if basis[1] is not None:
-            own_s = self._call_s(basis[1], inv.units) * basis[2]
+        option = basis[1]
+        if option is not None:  # `_call_s`, inline
+            prof = option.profile
+            seed_s = prof.seed_fixed_s + prof.seed_s_per_unit * (
+                inv.units * option.call_batch
+            )
+            run_s = seed_s * option.drift.get(option.backend, 1.0) * prof.residual
+            own_s = (self._startup[option.backend] + run_s) * basis[2]
         sums = ctx.sums.get(inv.op)
         if sums is None:
             sums = ctx.sums[inv.op] = []

@@ -498,14 +498,14 @@ class Simulation:
         if not self.forget:
             return
         keep = []
+        sched = self.scheduler
         for progress in self._ended:
             name = progress.video.name
-            invs = self.scheduler.group_invocations(name)
-            if any(a.finished_s is None for inv in invs for a in inv.attempts):
+            invs = sched.group_invocations(name)
+            if not sched.forget_group(name):  # an attempt of it has not ended
                 keep.append(progress)
                 continue
             progress.outcome.cost_usd = sum(inv.cost_usd or 0.0 for inv in invs)
-            self.scheduler.forget_group(name)
         self._ended = keep
 
     # -- results -----------------------------------------------------------------------
