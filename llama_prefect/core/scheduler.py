@@ -400,6 +400,9 @@ class Settings:
             fan-out (True) or the mean (published).
         tail_quantile: Chance that the slowest of an op's parallel invocations
             meets its prediction, per stage.
+        queue_charge: When nothing fits, charge a candidate on a pool with
+            queued requests for the delay its slot-time makes for them (see
+            `_miss_key`); the published method takes the fastest.
         pool_warmup: Count the work a cold pool backend would be given were it
             warm, so that the caller can start its tasks (`pool_wanted`); the
             published method only uses what is up.
@@ -434,6 +437,7 @@ class Settings:
     miss_tolerance: float = 0.1
     fanout_quantile: bool = True
     tail_quantile: float = 0.95
+    queue_charge: bool = True
     pool_warmup: bool = True
     target_scope: str = "run"
     static_shares: Mapping[str, float] | None = None
@@ -452,6 +456,7 @@ class Settings:
             "weight_basis": "chosen",
             "miss_tolerance": 0.0,
             "pool_warmup": False,
+            "queue_charge": False,
         }
         values.update(overrides)
         return cls(deadline_s, **values)  # type: ignore[arg-type]
@@ -1755,9 +1760,11 @@ class Scheduler:
         if cheapest is not None:
             return cheapest, below_floor
         left = max(1.0, ctx.remaining[self._index[inv.op]])
-        return self._least_late(eligible, left), below_floor
+        return self._least_late(eligible, left, inv.queued_on), below_floor
 
-    def _least_late(self, rows: list[_Row], left: float) -> _Row:
+    def _least_late(
+        self, rows: list[_Row], left: float, queued_on: str | None = None
+    ) -> _Row:
         """The row taken when none fits its target.
 
         The one with the least miss key (`_miss_key`), or, with a tolerance, the
@@ -1766,7 +1773,7 @@ class Scheduler:
         soon for less. Other backends stay out, as their keys err differently
         (a tail margin for a wide backend, a start-up for a cold pool).
         """
-        keyed = [(self._miss_key(r, left), r) for r in rows]
+        keyed = [(self._miss_key(r, left, queued_on), r) for r in rows]
         least, soonest = min(keyed, key=lambda kr: kr[0])
         tolerance = self.settings.miss_tolerance
         if tolerance <= 0.0:
@@ -1798,7 +1805,9 @@ class Scheduler:
             f"but returned {chosen!r}"
         )
 
-    def _miss_key(self, row: _Row, left: float) -> tuple[float, float]:
+    def _miss_key(
+        self, row: _Row, left: float, queued_on: str | None = None
+    ) -> tuple[float, float]:
         """How late a candidate leaves the op's work when no target can be met.
 
         The published method takes the fastest invocation. This key takes the one
@@ -1808,12 +1817,29 @@ class Scheduler:
         invocations: holding two slots to run 1.7x faster finishes the op's work
         later while more invocations wait than there are slots, and sooner only
         when the invocation is nearly alone.
+
+        With `queue_charge`, a candidate on a pool where other requests are
+        queued (`queued_on` is where the invocation itself is) is also charged
+        the delay its call's slot-time per invocation makes for them: on a full
+        GPU pool, one invocation per call (1.5 s of a slot each) finishes its
+        own invocation sooner than eight per call (0.5 s each), but makes every
+        request behind it wait three times as long, and a pool kept full that
+        way stays full.
         """
         option = row[2]
         slots = option.slots / option.call_batch
-        capacity = self.backends[option.backend].capacity
+        backend = option.backend
+        capacity = self.backends[backend].capacity
         charge = min(max(1.0, slots), max(1.0, left * slots / capacity))
-        return row[0] * charge, row[1]
+        key = row[0] * charge
+        if self.settings.queue_charge and not self.backends[backend].per_invocation:
+            waiting = sum(self._live[backend].values())
+            if queued_on == backend:
+                waiting -= 1  # the invocation itself
+            if waiting > 0:  # the delay its slot-time makes for those queued there
+                slot_s = row[3] * option.slots / max(1, row[4])
+                key += waiting * slot_s / max(1, self._capacity[backend])
+        return key, row[1]
 
     def _closed_backends(
         self, inv: Invocation, exclude: Collection[str]

@@ -42,6 +42,7 @@ ABLATIONS = {
     "no-late-commit": {"late_commit": False},
     "no-duplication": {"duplication": False},
     "no-warmup": {"pool_warmup": False},
+    "no-queue-charge": {"queue_charge": False},
 }
 
 

@@ -405,6 +405,25 @@ class TestBatching:
         clock.advance(6.0)  # six of the ten have left the window
         assert sched._fill_wait_s("detect", 2) == pytest.approx(2.0 / 0.4)
 
+    def test_when_nothing_fits_slot_time_on_a_queued_pool_is_charged(self):
+        # Three detects queue on the busy 1-slot GPU. Late, one alone (2.0 s to
+        # its end, 0.5 s of the slot) beats four to a call (2.3 s, 0.8 s for
+        # four: 0.2 s each) by its own finish, but holds the three queued behind
+        # it 3 x 0.5 s against 3 x 0.2 s: 3.5 s against 2.9 s, so the call of
+        # four is the least late. Without the charge, the one alone.
+        for charge, keys in ((True, (3.5, 2.9)), (False, (2.0, 2.3))):
+            clock = SimClock()
+            sched = self._sched(clock, queue_charge=charge)
+            _ready(sched, "d0")
+            assert len(sched.commit_ready()) == 1
+            _ready(sched, "d1", "d2", "d3", group="v2")
+            assert sum(sched._live[GPU].values()) == 3
+            alone = sched._option_by_config("detect", DETECT_GPU)
+            four = sched._option_by_config("detect", DETECT_GPU4)
+            key_alone = sched._miss_key((2.0, 0.0, alone, 0.5, 1, 0.0), 1.0)[0]
+            key_four = sched._miss_key((2.3, 0.0, four, 0.8, 4, 0.0), 1.0)[0]
+            assert (key_alone, key_four) == pytest.approx(keys)
+
     def test_without_batching_calls_are_never_batched(self):
         clock = SimClock()
         sched = self._sched(clock, batching=False)
