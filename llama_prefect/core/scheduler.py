@@ -85,6 +85,9 @@ RATE_WINDOW_S = 10.0
 #: Commit decisions of an op between two plans made again as if a cold pool were
 #: warm; the latest stands for the ones in between (ours: it doubles the pricing).
 WARMUP_SAMPLE = 4
+#: While those plans keep finding nothing for the pool, the commits between them
+#: double up to this many (ours: an op the pool never suits costs little).
+WARMUP_SAMPLE_MAX = 64
 WEIGHT_BASES = ("robust", "fastest", "chosen")
 SCOPES = ("run", "group")
 
@@ -571,6 +574,7 @@ class Scheduler:
         self._pools = [n for n, b in self.backends.items() if not b.per_invocation]
         self._demand = PoolDemand()
         self._warm_plans: dict[str, int] = dict.fromkeys(self._ops, 0)
+        self._warm_every: dict[str, int] = dict.fromkeys(self._ops, WARMUP_SAMPLE)
         self._warm_guess: dict[str, tuple[str, float]] = {}
         self._queues: dict[str, dict[str, list[_Entry]]] = {
             n: {op: [] for op in self._ops} for n in names
@@ -1932,7 +1936,8 @@ class Scheduler:
         fits its target where `plan` does not, or fits it for less, the
         slot-seconds of its call share count; they stand for every decision of
         the op until the next such plan. A warm pool that would only make a late
-        invocation a little less late is not asked for.
+        invocation a little less late is not asked for. While such plans find
+        nothing, the commits between them double, up to `WARMUP_SAMPLE_MAX`.
         """
         op, chosen = inv.op, plan.config.backend
         pool = None
@@ -1947,12 +1952,13 @@ class Scheduler:
             return
         self._warm_plans[op] += 1
         guess = self._warm_guess.get(op)
-        if guess is None or guess[0] != pool or self._warm_plans[op] >= WARMUP_SAMPLE:
+        due = self._warm_plans[op] >= self._warm_every[op]
+        if guess is None or guess[0] != pool or due:
             self._warm_plans[op] = 0
-            guess = self._warm_guess[op] = (
-                pool,
-                self._warm_slot_s(inv, pool, plan),
-            )
+            slot_s = self._warm_slot_s(inv, pool, plan)
+            guess = self._warm_guess[op] = (pool, slot_s)
+            every = WARMUP_SAMPLE if slot_s > 0 else 2 * self._warm_every[op]
+            self._warm_every[op] = min(every, WARMUP_SAMPLE_MAX)
         if guess[1] > 0.0:
             self._demand.add(pool, self.clock.now(), guess[1])
 
