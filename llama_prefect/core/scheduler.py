@@ -1161,7 +1161,7 @@ class Scheduler:
         now, backend = self.clock.now(), option.backend
         startup_s = self._startup[backend]
         call = Call(backend, option.slots, option, now + startup_s + run_s)
-        if self.settings.pool_warmup:
+        if self.warms_pools:
             if backend in self._pools:
                 self._demand.add(backend, now, run_s * option.slots)
             self._note_cold_pool(inv, plan)
@@ -1985,13 +1985,23 @@ class Scheduler:
 
         The committed calls' slot-seconds and, while it is cold, those that
         invocations committed elsewhere would have taken there (see
-        `core.pools`); 0 without `pool_warmup`. The caller starts tasks up to it
+        `core.pools`); 0 unless `warms_pools`. The caller starts tasks up to it
         and lets idle ones stop.
         """
-        if not self.settings.pool_warmup or backend not in self._pools:
+        if not self.warms_pools or backend not in self._pools:
             return 0
         capacity = self.backends[backend].capacity
         return self._demand.wanted(backend, self.clock.now(), capacity)
+
+    @property
+    def warms_pools(self) -> bool:
+        """Whether it counts what pools would be given (`pool_wanted`).
+
+        With `pool_warmup` under the cost objective only: it weighs a warm pool
+        against the plan's cost and target, which the other objectives (and a
+        fixed plan) do not; a caller then lets calls start tasks as they come.
+        """
+        return self.settings.pool_warmup and self.settings.objective == "cost"
 
     def _fill_wait_s(self, op: str, need: int) -> float:
         """Predicted seconds until `need` more invocations of `op` are ready.

@@ -194,9 +194,7 @@ class Simulation:
         self._has_lambda = LAMBDA in self.scheduler.backends
         self._has_gpu = GPU in self.scheduler.backends
         self._warmup = (
-            self._has_gpu
-            and not spec.gpu_always_on
-            and self.scheduler.settings.pool_warmup
+            self._has_gpu and not spec.gpu_always_on and self.scheduler.warms_pools
         )
         self._next_warm_s = 0.0
         self._memory_mb: dict[str, float] = {}

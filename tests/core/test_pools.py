@@ -147,3 +147,17 @@ class TestWarmup:
             sched.mark_ready(f"d{k}")
             (attempt,) = sched.commit_ready()
             assert attempt.call.backend == (GPU if slots else CPU)
+
+    def test_only_the_cost_objective_asks_for_tasks(self):
+        # Llama-fast, Llama-cheap and fixed plans do not weigh a warm pool against
+        # a target and a cost: their caller lets calls start tasks as they come.
+        for objective in ("latency", "cheapest"):
+            clock = SimClock()
+            sched = _scheduler(0.35, clock=clock, objective=objective)
+            assert not sched.warms_pools
+            for k in range(8):
+                sched.add(f"d{k}", "detect", 1.0, "v1")
+                sched.mark_ready(f"d{k}")
+                sched.commit_ready()
+            assert sched.pool_wanted(GPU) == 0
+        assert _scheduler(0.35, clock=SimClock()).warms_pools
