@@ -44,24 +44,34 @@ class PoolDemand:
         self._total: dict[str, float] = {}
 
     def add(self, backend: str, now_s: float, slot_s: float) -> None:
-        """Counts `slot_s` slot-seconds asked of `backend` at `now_s`."""
+        """Counts `slot_s` slot-seconds asked of `backend` at `now_s`.
+
+        What left the window is dropped here too, so the count stays small when
+        nobody reads it (the runner, or a pool that is always on).
+        """
         asked = self._asked.get(backend)
         if asked is None:
             asked = self._asked[backend] = deque()
             self._total[backend] = 0.0
         asked.append((now_s, slot_s))
         self._total[backend] += slot_s
+        self._drop_old(backend, asked, now_s)
 
     def rate(self, backend: str, now_s: float) -> float:
         """Slot-seconds per second asked of `backend` over the window."""
         asked = self._asked.get(backend)
         if not asked:
             return 0.0
+        self._drop_old(backend, asked, now_s)
+        return max(0.0, self._total[backend]) / self.window_s
+
+    def _drop_old(
+        self, backend: str, asked: deque[tuple[float, float]], now_s: float
+    ) -> None:
         total = self._total[backend]
         while asked and asked[0][0] < now_s - self.window_s:
             total -= asked.popleft()[1]
         self._total[backend] = total if asked else 0.0
-        return max(0.0, total) / self.window_s
 
     def wanted(self, backend: str, now_s: float, capacity: int) -> int:
         """Tasks `backend` should keep up now: its rate at `utilisation`, capped."""
