@@ -6,14 +6,16 @@ once per call whatever its size (opening the decoder, the decode worker's round 
 Prefect's task-run bookkeeping), plus a part per unit of work. It also keeps the
 accuracy against the op's reference configuration, and peak memory. Every finished
 invocation corrects the prediction in two layers, exponentially weighted moving
-averages (weight `ewma_weight`, 0.3):
+averages taken in logs (weight `ewma_weight`, 0.3):
 
 * a drift ratio shared by all configurations of one op on one backend (observed over
   seed, whichever configuration ran), so a slowdown or speed-up seen on the
   configurations in use also moves the ones not in use; a configuration
   over-estimated once is therefore not shunned for good;
 * a residual per configuration for what the shared ratio does not explain, learned
-  at a quarter of that weight so that the drift takes what all configurations share.
+  at a quarter of that weight so that the drift takes what all configurations share;
+  a configuration re-tried now and then beside those in use learns its residual
+  alone (`observe(..., alone=True)`), as the mean of its observations.
 
 The prediction of a call of ``u`` units is ``(seed_fixed_s + seed_s_per_unit x u) x
 drift(op, backend) x residual(config)``: a slowdown (a busier machine, another codec)
@@ -242,6 +244,7 @@ class ProfileStore:
         *,
         shared: bool = True,
         invocation_units: float | None = None,
+        alone: bool = False,
     ) -> None:
         """Corrects the profile with one finished invocation (or batched call).
 
@@ -254,6 +257,11 @@ class ProfileStore:
                 learn (True), or only this configuration, as published (False).
             invocation_units: Work units of one invocation, when `units` counts a
                 batched call of several (default: `units`).
+            alone: Teach this configuration's residual only, as the mean of its
+                observations so far (the weight `1 / observations`, never below the
+                residual's own), and leave the shared drift alone. For a
+                configuration tried now and then beside the ones in use: the drift
+                is known from those, and what the try adds is how this one differs.
         """
         prof = self.profile(op, config)
         ops = self.ops[op]
@@ -275,6 +283,10 @@ class ProfileStore:
         ops.units_per_invocation = (
             one if old_units is None else (1 - w) * old_units + w * one
         )
+        if alone:
+            a = max(w * RESIDUAL_SHARE, 1.0 / prof.observations)
+            prof.residual *= 1 - a + a * ratio
+            return
         if not shared:
             prof.residual *= 1 - w + w * ratio
             return
@@ -285,12 +297,19 @@ class ProfileStore:
         # configurations in use thus lands mostly in the drift and reaches every
         # configuration of this op and backend; what one configuration does unlike
         # the others builds up in its residual over several observations.
+        #
+        # Both move in logs. Moved as plain averages, the two split a noisy ratio
+        # unevenly (an average of ratios is not the ratio of averages), and over
+        # thousands of observations of one configuration the drift climbed while
+        # its residual sank by as much: its own prediction stayed right, but every
+        # other configuration of the op was predicted several times too slow and
+        # was never chosen again. In logs the error of each observation is split
+        # in fixed shares, so the drift's move over a run is a fixed power of the
+        # prediction's, and stays as bounded as that.
+        step = math.log(max(ratio, 1e-9))
         old_drift = ops.drift.get(backend, 1.0)
-        new_drift = old_drift * (1 - w + w * ratio)
-        ops.drift[backend] = new_drift
-        target_residual = observed_s / (seed_s * new_drift)
-        w_res = w * RESIDUAL_SHARE
-        prof.residual = (1 - w_res) * prof.residual + w_res * target_residual
+        ops.drift[backend] = old_drift * math.exp(w * step)
+        prof.residual *= math.exp(w * RESIDUAL_SHARE * (1 - w) * step)
 
     @staticmethod
     def _observe_spread(ops: OpProfile, backend: str, ratio: float) -> None:

@@ -1394,6 +1394,7 @@ class Scheduler:
             run_s,
             shared=self.settings.shared_feedback,
             invocation_units=attempt.units,
+            alone=attempt.plan.probe and self.settings.shared_feedback,
         )
         seen = self._seen.get(op, 0) + 1
         self._seen[op] = seen

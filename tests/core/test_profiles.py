@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -77,16 +78,18 @@ class TestFeedback:
         # 4 units in 12 s: 3 s per unit against a prediction of 2 s.
         store.observe("detect", CPU_A, 4.0, 12.0)
 
-        # ratio = 3 / 2 = 1.5
-        # drift = 1 x (1 - 0.3 + 0.3 x 1.5) = 1.15
-        # the residual learns at 0.3 x 0.25 = 0.075:
-        # residual = 0.925 x 1 + 0.075 x (3 / (2 x 1.15)) = 0.925 + 0.225 / 2.3
-        drift = 1.15
-        residual = 0.925 + 0.225 / 2.3
+        # ratio = 3 / 2 = 1.5, and both layers move in logs:
+        # drift = 1.5 ** 0.3
+        # the residual takes a quarter of that weight of what the drift leaves:
+        # residual = 1.5 ** (0.3 x 0.25 x (1 - 0.3)) = 1.5 ** 0.0525
+        drift = 1.5**0.3
+        residual = 1.5**0.0525
         assert store.ops["detect"].drift["local-cpu"] == pytest.approx(drift)
         assert store.profile("detect", CPU_A).residual == pytest.approx(residual)
-        # prediction = 2 x 1.15 x residual = 0.925 x 2.3 + 0.075 x 3 = 2.3525
-        assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(2.3525)
+        # prediction = 2 x 1.5 ** 0.3525 = 2.3073
+        assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(
+            2.3073, abs=1e-4
+        )
         assert store.profile("detect", CPU_A).observations == 1
         assert store.profile("detect", CPU_A).recent_s_per_unit == [3.0]
 
@@ -95,33 +98,60 @@ class TestFeedback:
         store.observe("detect", CPU_A, 1.0, 3.0)
         store.observe("detect", CPU_A, 1.0, 3.0)
 
-        # step 1 (see above): drift 1.15, residual 0.925 + 0.225 / 2.3,
-        # prediction 2.3525
-        drift_1 = 1.15
-        residual_1 = 0.925 + 0.225 / 2.3
-        # step 2: ratio = 3 / 2.3525
-        # drift = 1.15 x (0.7 + 0.3 x 3 / 2.3525)
-        # residual = 0.925 x residual_1 + 0.075 x 3 / (2 x drift)
-        drift_2 = drift_1 * (0.7 + 0.3 * 3.0 / 2.3525)
-        residual_2 = 0.925 * residual_1 + 0.075 * 3.0 / (2.0 * drift_2)
+        # step 1 (see above): prediction 2 x 1.5 ** 0.3525
+        # step 2: ratio = 3 / (2 x 1.5 ** 0.3525) = 1.5 ** 0.6475
+        ratio_2 = 1.5**0.6475
+        drift_2 = 1.5**0.3 * ratio_2**0.3
+        residual_2 = 1.5**0.0525 * ratio_2**0.0525
         assert store.ops["detect"].drift["local-cpu"] == pytest.approx(drift_2)
         assert store.profile("detect", CPU_A).residual == pytest.approx(residual_2)
+        # the prediction's log moved 0.3525 of the way twice:
+        # 2 x 1.5 ** (1 - 0.6475 ** 2)
         assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(
-            2.0 * drift_2 * residual_2
-        )
-        # which is 0.925 x (2 x drift_2 x residual_1) + 0.075 x 3
-        assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(
-            0.925 * 2.0 * drift_2 * residual_1 + 0.225
+            2.0 * 1.5 ** (1 - 0.6475**2)
         )
 
     def test_unused_config_moves_with_the_shared_drift_of_its_backend(self):
         store = _store()
         store.observe("detect", CPU_A, 1.0, 3.0)
-        # CPU_B was never observed: 5.0 x drift 1.15 x residual 1 = 5.75
-        assert store.predict_s_per_unit("detect", CPU_B) == pytest.approx(5.75)
+        # CPU_B was never observed: 5.0 x drift 1.5 ** 0.3 x residual 1 = 5.647
+        assert store.predict_s_per_unit("detect", CPU_B) == pytest.approx(
+            5.647, abs=1e-3
+        )
         assert store.profile("detect", CPU_B).residual == 1.0
         # another backend of the same op keeps its seed
         assert store.predict_s_per_unit("detect", GPU) == pytest.approx(0.5)
+
+    def test_noisy_observations_of_one_config_leave_the_others_where_they_were(self):
+        # CPU_A runs 4,000 times at 1.2x its seed, with 20% noise (log scale);
+        # CPU_B never runs. The drift must end near 1.2, so that CPU_B is predicted
+        # at about 1.2x its seed too. Moved as plain averages, the drift climbed
+        # past 5 while CPU_A's residual sank below 0.25: CPU_A stayed right and
+        # CPU_B was predicted five times too slow.
+        store = _store()
+        rng = random.Random(1)
+        for _ in range(4000):
+            observed_s = 2.0 * 1.2 * math.exp(rng.gauss(0.0, 0.2))
+            store.observe("detect", CPU_A, 1.0, observed_s)
+        drift = store.ops["detect"].drift["local-cpu"]
+        assert 0.9 < drift < 1.6
+        assert 0.8 < store.profile("detect", CPU_A).residual < 1.25
+        assert store.predict_s_per_unit("detect", CPU_B) == pytest.approx(5.0 * drift)
+
+    def test_an_observation_alone_teaches_the_residual_as_a_mean(self):
+        store = _store()
+        store.ops["detect"].drift["local-cpu"] = 1.5
+        # CPU_B predicted 5 x 1.5 = 7.5 s per unit; tried at 6 and then at 9.
+        store.observe("detect", CPU_B, 1.0, 6.0, alone=True)
+        # first try: weight 1, the residual is its ratio 6 / 7.5 = 0.8
+        assert store.profile("detect", CPU_B).residual == pytest.approx(0.8)
+        store.observe("detect", CPU_B, 1.0, 9.0, alone=True)
+        # second: weight 1/2 of ratio 9 / 6 = 1.5: 0.8 x (0.5 + 0.5 x 1.5) = 1.0,
+        # the mean of 0.8 and 1.2
+        assert store.profile("detect", CPU_B).residual == pytest.approx(1.0)
+        # the shared drift did not move, so CPU_A keeps its prediction
+        assert store.ops["detect"].drift["local-cpu"] == 1.5
+        assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(3.0)
 
     def test_drift_is_per_op(self):
         store = _store()
@@ -418,15 +448,11 @@ class TestFixedPart:
         store = self._store()
         # 10 units in 3 s against a prediction of 1.5 s: ratio 2
         store.observe("detect", CPU_A, 10.0, 3.0)
-        # drift = 0.7 + 0.3 x 2 = 1.3
-        # residual = 0.925 x 1 + 0.075 x 3 / (1.5 x 1.3)
-        residual = 0.925 + 0.075 * 3.0 / 1.95
-        assert store.ops["detect"].drift["local-cpu"] == pytest.approx(1.3)
-        assert store.profile("detect", CPU_A).residual == pytest.approx(residual)
-        # a call of 20 units: (0.5 + 2) x 1.3 x residual
-        assert store.predict_s("detect", CPU_A, 20.0) == pytest.approx(
-            2.5 * 1.3 * residual
-        )
+        # drift = 2 ** 0.3; residual = 2 ** (0.3 x 0.25 x 0.7) = 2 ** 0.0525
+        assert store.ops["detect"].drift["local-cpu"] == pytest.approx(2**0.3)
+        assert store.profile("detect", CPU_A).residual == pytest.approx(2**0.0525)
+        # a call of 20 units: (0.5 + 2) x 2 ** 0.3525
+        assert store.predict_s("detect", CPU_A, 20.0) == pytest.approx(2.5 * 2**0.3525)
         # what is kept per unit is the observation over its units
         assert store.profile("detect", CPU_A).recent_s_per_unit == [0.3]
 

@@ -586,9 +586,9 @@ class TestPublishedWeakSpots:
         (attempt,) = sched.commit_ready()
         clock.advance(3.0)
         sched.finish(attempt.id, ok=True)
-        # the shared CPU drift becomes 0.7 + 0.3 x 1.5 = 1.15
+        # the shared CPU drift becomes 1.5 ** 0.3
         assert sched.store.predict_s_per_unit("detect", DETECT_CPU2) == pytest.approx(
-            1.2 * 1.15
+            1.2 * 1.5**0.3
         )
 
     @pytest.mark.parametrize(
@@ -665,6 +665,33 @@ class TestPublishedWeakSpots:
         assert probes == [8]
         assert configs[8][0] == DETECT_CPU2
         assert all(c == DETECT_CPU for k, (c, _) in enumerate(configs) if k != 8)
+
+    def test_a_retried_configuration_learns_its_own_residual_and_then_wins(self):
+        # CPU runs exactly at its seed (2 s), so the shared drift stays 1. The
+        # re-try of CPU2 (seed 1.2 s on 2 slots) takes 0.6 s: ratio 0.5. Alone, that
+        # observation sets CPU2's residual to 0.5 and leaves the drift: CPU2 now
+        # costs 0.6 x 2 = 1.2 slot-s against CPU's 2.0 and is chosen from then on.
+        # Had it moved the shared drift (to 0.5 ** 0.3) and CPU2's residual by the
+        # residual's share only, CPU2 would cost 1.87 slot-s against CPU's 1.62.
+        clock = SimClock()
+        sched = _scheduler(
+            clock=clock,
+            gpu=0,
+            store=_store(cpu=2.0, cpu2=1.2),
+            retry_every=2,
+            deadline_s=1e6,
+        )
+        configs = []
+        for k in range(12):
+            _ready(sched, f"d{k}")
+            (attempt,) = sched.commit_ready()
+            configs.append(attempt.plan.config)
+            clock.advance(0.6 if attempt.plan.config == DETECT_CPU2 else 2.0)
+            sched.finish(attempt.id, ok=True)
+        assert configs[:8] == [DETECT_CPU] * 8
+        assert configs[8:] == [DETECT_CPU2] * 4
+        assert sched.store.ops["detect"].drift["local-cpu"] == pytest.approx(1.0)
+        assert sched.store.profile("detect", DETECT_CPU2).residual == pytest.approx(0.5)
 
     def test_without_retry_abandoned_it_never_is(self):
         clock = SimClock()
