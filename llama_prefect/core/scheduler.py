@@ -34,7 +34,8 @@ The published method's weak spots are fixed behind switches (`Settings.published
 restores the published behaviour): feedback shared across an op's configurations on
 a backend plus an occasional re-try of abandoned ones (`shared_feedback`,
 `retry_abandoned`); tail quantiles that grow with the width of the fan-out
-(`fanout_quantile`); and a work weight taken robustly from the configuration that
+(`fanout_quantile`), pooled along a path rather than added stage by stage
+(`tail_pooling`); and a work weight taken robustly from the configuration that
 clears each op's work soonest across backends (`weight_basis="robust"`), not from the
 one last chosen.
 
@@ -295,7 +296,10 @@ class _Context:
     deadline_s: float
     slo_s: float | None
     stages: dict[str, tuple[float, Option | None, float]] = field(default_factory=dict)
-    sums: dict[str, list[tuple[float, tuple[str, ...]]]] = field(default_factory=dict)
+    sums: dict[str, list[tuple[float, tuple[str, ...], float]]] = field(
+        default_factory=dict
+    )
+    shares: dict[str, float] = field(default_factory=dict)
 
 
 #: A priced candidate: predicted latency, cost, option, run time of its call, the
@@ -403,6 +407,11 @@ class Settings:
             fan-out (True) or the mean (published).
         tail_quantile: Chance that the slowest of an op's parallel invocations
             meets its prediction, per stage.
+        tail_pooling: Add up the tail margins of a path's stages as independent
+            errors (the root of the sum of their squares) when splitting the time
+            left, and give each stage the share of that pooled margin its own
+            error brings (ours); off, every stage is planned at its own tail
+            quantile, and a path of several is planned far beyond it.
         queue_charge: When nothing fits, charge a candidate on a pool with
             queued requests for the delay its slot-time makes for them (see
             `_miss_key`); the published method takes the fastest.
@@ -440,6 +449,7 @@ class Settings:
     miss_tolerance: float = 0.1
     fanout_quantile: bool = True
     tail_quantile: float = 0.95
+    tail_pooling: bool = True
     queue_charge: bool = True
     pool_warmup: bool = True
     target_scope: str = "run"
@@ -456,6 +466,7 @@ class Settings:
             "shared_feedback": False,
             "retry_abandoned": False,
             "fanout_quantile": False,
+            "tail_pooling": False,
             "weight_basis": "chosen",
             "miss_tolerance": 0.0,
             "pool_warmup": False,
@@ -1680,6 +1691,7 @@ class Scheduler:
         out: list[_Row] = []
         startup, margins = self._startup, self._margins
         fanout = self.settings.fanout_quantile
+        share = ctx.shares.get(op, 1.0)
         skip, wait_s, start_s, margin, drift = False, 0.0, 0.0, 1.0, 1.0
         for o, backend, key, batch, parallel, same in self._priced(op, full):
             if same:  # what the option before it found holds for it too
@@ -1701,6 +1713,7 @@ class Scheduler:
                     width = int(parallel if parallel < width_of else width_of)
                     found = margins.get((op, backend, width if width > 1 else 1))
                     margin = self._margin(op, o, width_of) if found is None else found
+                    margin = 1.0 + (margin - 1.0) * share
                 start_s = 0.0 if backend == free else startup[backend]
                 drift = o.drift.get(backend, 1.0)
             prof = o.profile  # `Option.run_s`, inline
@@ -2122,25 +2135,60 @@ class Scheduler:
                 inv.units * option.call_batch
             )
             run_s = seed_s * option.drift.get(option.backend, 1.0) * prof.residual
-            own_s = (self._startup[option.backend] + run_s) * basis[2]
+            own_s = self._startup[option.backend] + run_s
         sums = ctx.sums.get(inv.op)
         if sums is None:
-            sums = ctx.sums[inv.op] = []
-            stages = ctx.stages
-            for path in self._paths[inv.op]:
-                ahead_s = 0.0  # added up in path order, as `sum` does
-                for x in path:
-                    stage = stages.get(x)
-                    ahead_s += (stage or self._stage_of(ctx, x))[0]
-                sums.append((ahead_s, path))
+            sums = ctx.sums[inv.op] = self._path_sums(ctx, inv.op)
         left = time_left_s if time_left_s > 0 else 0.0
-        best_s, best_path = INF, self._paths[inv.op][0]
-        for ahead_s, path in sums:
-            ahead_s = ahead_s if ahead_s > own_s else own_s
-            target_s = left * own_s / ahead_s if ahead_s > 0 else left
+        best_s, best_path, best_share = INF, self._paths[inv.op][0], 1.0
+        excess = basis[2] - 1.0
+        for ahead_s, path, share in sums:
+            mine_s = own_s * (1.0 + excess * share)
+            ahead_s = ahead_s if ahead_s > mine_s else mine_s
+            target_s = left * mine_s / ahead_s if ahead_s > 0 else left
             if target_s < best_s:
-                best_s, best_path = target_s, path
+                best_s, best_path, best_share = target_s, path, share
+        ctx.shares[inv.op] = best_share
         return best_s, time_left_s, best_path
+
+    def _path_sums(
+        self, ctx: _Context, op: str
+    ) -> list[tuple[float, tuple[str, ...], float]]:
+        """Per path through `op`: its planned seconds, the path, `op`'s tail share.
+
+        Each stage's weight is its mean seconds times its tail margin. Added up
+        stage by stage, a path of several is planned at the sum of their tail
+        quantiles, far beyond the path's own. With `tail_pooling` the stages' tail
+        excesses (weight minus mean) are pooled as independent errors, the root
+        of the sum of their squares, and `op` is given the share of that pool its
+        own excess brings (its excess over the pool's): summed over the path, the
+        stages' shares of the pool make the pool exactly.
+        """
+        pool = self.settings.tail_pooling
+        stages = ctx.stages
+        out = []
+        for path in self._paths[op]:
+            ahead_s = 0.0  # added up in path order, as `sum` does
+            squares = 0.0
+            own = 0.0
+            for x in path:
+                stage = stages.get(x) or self._stage_of(ctx, x)
+                if not pool:
+                    ahead_s += stage[0]
+                    continue
+                mean_s = stage[0] / stage[2] if stage[2] > 0 else stage[0]
+                excess_s = stage[0] - mean_s
+                ahead_s += mean_s
+                squares += excess_s * excess_s
+                if x == op:
+                    own = excess_s
+            share = 1.0
+            if pool:
+                tail_s = math.sqrt(squares)
+                ahead_s += tail_s
+                share = own / tail_s if tail_s > 0 else 1.0
+            out.append((ahead_s, path, share))
+        return out
 
     def _stage_of(self, ctx: _Context, op: str) -> tuple[float, Option | None, float]:
         """The op's weight in a context, computed when first needed."""

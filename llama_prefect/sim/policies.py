@@ -43,6 +43,7 @@ ABLATIONS = {
     "no-duplication": {"duplication": False},
     "no-warmup": {"pool_warmup": False},
     "no-queue-charge": {"queue_charge": False},
+    "no-tail-pooling": {"tail_pooling": False},
 }
 
 

@@ -700,6 +700,7 @@ class TestSlotWaits:
             objective="latency",
             clock=clock,
             fanout_quantile=True,
+            tail_pooling=False,
         )
         sched.add("d0", "detect", 1.0, "v1")
         sched.mark_ready("d0")

@@ -83,10 +83,13 @@ def _started(clock: SimClock, **switches) -> tuple[Scheduler, list[str]]:
     return sched, ids
 
 
-def _expected_row(sched: Scheduler, inv, option, wait_s: float, width: float):
-    """One candidate priced the plain way: `Option.usd` and `_margin`."""
+def _expected_row(
+    sched: Scheduler, inv, option, wait_s: float, width: float, share: float = 1.0
+):
+    """One candidate priced the plain way: `Option.usd` and `_margin` (its excess
+    scaled by the op's share of its path's pooled tail)."""
     run_s = option.run_s(inv.units * option.call_batch)
-    margin = sched._margin(inv.op, option, width)
+    margin = 1.0 + (sched._margin(inv.op, option, width) - 1.0) * share
     latency_s = sched._startup[option.backend] + run_s * margin + wait_s * margin
     return latency_s, option.usd(run_s), run_s
 
@@ -105,7 +108,10 @@ def test_rows_price_every_candidate_as_option_usd_and_margin_do():
             continue  # a row that waits for its batch to fill is checked below
         slots = 1 if option.backend == LAMBDA else option.slots
         wait_s = sched._slot_wait_s(option.backend, slots, inv, False)
-        want_s, want_usd, want_run_s = _expected_row(sched, inv, option, wait_s, width)
+        share = ctx.shares.get(inv.op, 1.0)
+        want_s, want_usd, want_run_s = _expected_row(
+            sched, inv, option, wait_s, width, share
+        )
         assert run_s == want_run_s
         assert latency_s == want_s
         assert fill == min(option.call_batch, ready)

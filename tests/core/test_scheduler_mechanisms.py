@@ -622,7 +622,9 @@ class TestPublishedWeakSpots:
         # Prior spread 0.2, tail quantile 0.95. A lone detect (width 1):
         # z = 1.645, margin e^(0.2 x 1.645) = 1.389. Its GPU prediction 0.5 s
         # becomes 0.694 s.
-        sched = _scheduler(fanout_quantile=True, objective="latency")
+        sched = _scheduler(
+            fanout_quantile=True, tail_pooling=False, objective="latency"
+        )
         _ready(sched, "d1")
         (attempt,) = sched.commit_ready()
         z1 = NormalDist().inv_cdf(0.95)
@@ -634,7 +636,9 @@ class TestPublishedWeakSpots:
     def test_fanout_quantile_grows_with_the_width(self):
         # Four detects on 4 CPU slots run side by side: the slowest of four stays
         # below the quantile 0.95 ** (1 / 4) of one: z = 2.234.
-        sched = _scheduler(fanout_quantile=True, gpu=0, deadline_s=1000.0)
+        sched = _scheduler(
+            fanout_quantile=True, tail_pooling=False, gpu=0, deadline_s=1000.0
+        )
         _ready(sched, "d0", "d1", "d2", "d3")
         attempt = sched.commit_ready()[0]
         z4 = NormalDist().inv_cdf(0.95**0.25)
@@ -642,6 +646,46 @@ class TestPublishedWeakSpots:
         assert attempt.plan.predicted_s == pytest.approx(
             2.0 * math.exp(PRIOR_SPREAD * z4)
         )
+
+    def test_pooled_tails_by_hand(self):
+        # The work ahead of detect is the path detect -> merge, with means 4 and
+        # 1 s and tail margins 1.25 and 1.5: excesses 1 and 0.5 s. Added stage by
+        # stage the path is planned at 5 + 1.5 = 6.5 s. Pooled, at 5 + sqrt(1 +
+        # 0.25) = 6.118 s, and detect's share of the pool is 1 / sqrt(1.25) = 0.894.
+        cases = ((False, 6.5, 1.0), (True, 5 + 1.25**0.5, 0.894))
+        for pooled, ahead_s, share in cases:
+            sched = _scheduler(fanout_quantile=True, tail_pooling=pooled)
+            sched.add("d1", "detect", 1.0, "v1")
+            ctx = sched._context("v1")
+            ctx.stages.update({"detect": (5.0, None, 1.25), "merge": (1.5, None, 1.5)})
+            ((got_s, path, got_share),) = sched._path_sums(ctx, "detect")
+            assert path == ("detect", "merge")
+            assert got_s == pytest.approx(ahead_s)
+            assert got_share == pytest.approx(share, abs=1e-3)
+
+    def test_pooled_tails_give_each_stage_its_share_and_price_it_so(self):
+        # Three detects ahead on 4 CPU slots, the tail margin on. Pooled, detect's
+        # target is the time left x its mean x (1 + its excess share) over the
+        # path's pooled plan, and its candidates are priced at the same reduced
+        # margin 1 + (m - 1) x share.
+        results = {}
+        for pooled in (False, True):
+            sched = _scheduler(fanout_quantile=True, tail_pooling=pooled, gpu=0)
+            _ready(sched, "d1")
+            inv = sched.invocations["d1"]
+            plan = sched.plan(inv)
+            ctx = sched._context(inv.group)
+            ((ahead_s, _, share),) = ctx.sums["detect"]
+            margin = ctx.stages["detect"][2]
+            mean_s = 2.0  # DETECT_CPU, 1 unit
+            mine_s = mean_s * (1 + (margin - 1) * share)
+            assert plan.target_s == pytest.approx(100.0 * mine_s / ahead_s)
+            assert plan.predicted_s == pytest.approx(mine_s)
+            results[pooled] = (plan.target_s, plan.predicted_s, share)
+        # pooling loosens the target and narrows the margin
+        assert results[True][0] > results[False][0]
+        assert results[True][1] < results[False][1]
+        assert results[False][2] == 1.0 and 0 < results[True][2] < 1
 
     def test_abandoned_configuration_is_tried_again(self):
         # CPU2 looks 1.2 x 2 slots = 2.4 slot-s against CPU's 2.0: never chosen
