@@ -687,9 +687,10 @@ class TestPublishedWeakSpots:
         assert results[True][1] < results[False][1]
         assert results[False][2] == 1.0 and 0 < results[True][2] < 1
 
-    def test_abandoned_configuration_is_tried_again(self):
-        # CPU2 looks 1.2 x 2 slots = 2.4 slot-s against CPU's 2.0: never chosen
-        # by cost. Every 2nd decision, once it has not been used in 8, it is.
+    @staticmethod
+    def _twelve_decisions(run_s_of) -> tuple[Scheduler, list]:
+        """Twelve detects one after another, re-tries every 2nd decision; each
+        runs `run_s_of(config)` seconds. The (config, probe) of each, in order."""
         clock = SimClock()
         sched = _scheduler(
             clock=clock,
@@ -703,8 +704,14 @@ class TestPublishedWeakSpots:
             _ready(sched, f"d{k}")
             (attempt,) = sched.commit_ready()
             configs.append((attempt.plan.config, attempt.plan.probe))
-            clock.advance(1.0)
+            clock.advance(run_s_of(attempt.plan.config))
             sched.finish(attempt.id, ok=True)
+        return sched, configs
+
+    def test_abandoned_configuration_is_tried_again(self):
+        # CPU2 looks 1.2 x 2 slots = 2.4 slot-s against CPU's 2.0: never chosen
+        # by cost. Every 2nd decision, once it has not been used in 8, it is.
+        _, configs = self._twelve_decisions(lambda config: 1.0)
         probes = [k for k, (_, probe) in enumerate(configs) if probe]
         assert probes == [8]
         assert configs[8][0] == DETECT_CPU2
@@ -717,21 +724,10 @@ class TestPublishedWeakSpots:
         # costs 0.6 x 2 = 1.2 slot-s against CPU's 2.0 and is chosen from then on.
         # Had it moved the shared drift (to 0.5 ** 0.3) and CPU2's residual by the
         # residual's share only, CPU2 would cost 1.87 slot-s against CPU's 1.62.
-        clock = SimClock()
-        sched = _scheduler(
-            clock=clock,
-            gpu=0,
-            store=_store(cpu=2.0, cpu2=1.2),
-            retry_every=2,
-            deadline_s=1e6,
+        sched, decisions = self._twelve_decisions(
+            lambda config: 0.6 if config == DETECT_CPU2 else 2.0
         )
-        configs = []
-        for k in range(12):
-            _ready(sched, f"d{k}")
-            (attempt,) = sched.commit_ready()
-            configs.append(attempt.plan.config)
-            clock.advance(0.6 if attempt.plan.config == DETECT_CPU2 else 2.0)
-            sched.finish(attempt.id, ok=True)
+        configs = [config for config, _ in decisions]
         assert configs[:8] == [DETECT_CPU] * 8
         assert configs[8:] == [DETECT_CPU2] * 4
         assert sched.store.ops["detect"].drift["local-cpu"] == pytest.approx(1.0)
