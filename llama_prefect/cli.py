@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llama_prefect.errors import ConfigurationError, LlamaError
+from llama_prefect.errors import ConfigurationError, LlamaError, ProfileError
 
 PIPELINES = ("crossing",)
 DEFAULT_PROFILES = "runs/profiles/{pipeline}.json"
@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     except LlamaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader stopped reading (`report --json | head`): nothing is wrong with
+        # the run; what is left to print goes nowhere, and exiting says no more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         from llama_prefect.interrupts import EXIT_INTERRUPTED
 
@@ -468,6 +474,7 @@ def _profile(args: argparse.Namespace) -> int:
             f"--accuracy-floor must be in [0, 1], but got {args.accuracy_floor}"
         )
     path = _profiles_path(args)
+    _check_profile_store(path)
     outcome = _explore_or_reuse(args, list_videos(args.videos), path)
     _print_profiling(outcome, _plots_folder(args, path))
     return 0
@@ -499,6 +506,7 @@ def _ensure_profiles(args: argparse.Namespace) -> Path:
     from llama_prefect.flows.crossing import list_videos
 
     path = _profiles_path(args)
+    _check_profile_store(path)
     videos = list_videos(args.videos)
     same_videos = path.exists() and _measured_on(path) == [str(v) for v in videos]
     if same_videos and _units_match(path):
@@ -509,6 +517,28 @@ def _ensure_profiles(args: argparse.Namespace) -> Path:
     print(f"{reason} at {path}: looking for a profile that fits this archive")
     _print_profiling(_explore_or_reuse(args, videos, path), _plots_folder(args, path))
     return path
+
+
+def _check_profile_store(path: Path) -> None:
+    """Fails before any work when `path` holds something other than a profile store.
+
+    Exploring writes the store at `path`; a store of other videos is kept beside
+    it, but a file that is no store at all (a report, a typo'd path) would be lost.
+    """
+    if not path.exists():
+        return
+    from llama_prefect.core.profiles import ProfileStore
+
+    try:
+        if path.is_dir():
+            raise ProfileError("it is a folder")
+        ProfileStore.load(path)
+    except (ProfileError, KeyError, TypeError, ValueError) as exc:
+        reason = str(exc).split(";")[0]
+        raise ConfigurationError(
+            f"--profiles {path} holds no profile store ({reason}); it was left as it "
+            "is: pass another path, or move the file away"
+        ) from None
 
 
 def _measured_on(path: Path) -> list[str] | None:
@@ -616,7 +646,10 @@ def _run(args: argparse.Namespace) -> int:
         slo_s=args.slo_s, objective=args.objective, accuracy_floor=args.accuracy_floor
     )
     _check_writable(args.report)
+    _check_results_dir(args.results)
     list_videos(args.videos)  # fail fast, before any work, on a bad folder
+    if args.backend_settings or args.price_catalog or args.profile_store:
+        _check_blocks(args)
     path = _ensure_profiles(args)
     flow = crossing.with_options(
         task_runner=LlamaTaskRunner(PIPELINE, profile_path=path)
@@ -809,6 +842,32 @@ def _blocks(args: argparse.Namespace) -> int:
             ) from None
         print(f"saved {block.get_block_type_slug()}/{args.name}")
     return 0
+
+
+def _check_results_dir(results: str | None) -> None:
+    """Fails before any work when `--results` names a file, not a folder."""
+    if results is None or results.startswith("s3://"):
+        return
+    folder = Path(results)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigurationError(
+            f"--results {folder} is a file, not a folder; pass a folder (made if "
+            "missing) to keep each video's answer in"
+        )
+
+
+def _check_blocks(args: argparse.Namespace) -> None:
+    """Loads the blocks the run names, before exploring, so a wrong name fails
+    at once rather than after the exploration."""
+    from llama_prefect.blocks import load_run_blocks
+    from llama_prefect.interrupts import start_temporary_server
+
+    start_temporary_server()
+    load_run_blocks(
+        backend_settings=args.backend_settings,
+        price_catalog=args.price_catalog,
+        profile_store=args.profile_store,
+    )
 
 
 def _check_writable(target: str) -> None:

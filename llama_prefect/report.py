@@ -117,7 +117,21 @@ def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
     except json.JSONDecodeError as exc:
         raise ConfigurationError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != REPORT_FORMAT:
+    except UnicodeDecodeError:
+        raise ConfigurationError(
+            f"{path} is not a text file; pass a report written by `llama-prefect run` "
+            "or the crossing flow"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigurationError(
+            f"{path} is a folder; pass the report file in it (report.json)"
+        ) from None
+    wanted = ("run", "videos", "invocations")
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != REPORT_FORMAT
+        or not all(key in data for key in wanted)
+    ):
         raise ConfigurationError(
             f"{path} is not a run report of format {REPORT_FORMAT}; pass a report "
             "written by `llama-prefect run` or the crossing flow"

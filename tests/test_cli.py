@@ -355,3 +355,85 @@ def test_ctrl_c_in_profile_exits_130_without_the_interpreter_shutdown(
     monkeypatch.setattr(cli, "_bench", interrupted)
     assert cli.main(["bench", "--videos", "2"]) == 130
     assert exits == [130]  # no second exit: bench returned
+
+
+@pytest.mark.parametrize(
+    "content", ["notjson", '{"format": 1, "run": {}, "videos": []}', "[1, 2]"]
+)
+@pytest.mark.parametrize("command", ["run", "profile"])
+def test_a_profiles_path_that_holds_no_store_is_refused_and_left_alone(
+    tmp_path, capsys, command, content
+):
+    # Exploring writes the store at --profiles; a file there that is no store (a
+    # report, anything else) would be overwritten with no copy kept.
+    (tmp_path / "v.mp4").write_bytes(b"")
+    target = tmp_path / "mine.json"
+    target.write_text(content)
+    argv = [command, "crossing", "--videos", str(tmp_path), "--profiles", str(target)]
+    if command == "run":
+        argv += ["--slo-s", "10"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds no profile store" in err and "left as it is" in err
+    assert target.read_text() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.json", "v.mp4"]
+
+
+def test_results_naming_a_file_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "v.mp4").write_bytes(b"")
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    argv = ["run", "crossing", "--videos", str(tmp_path), "--slo-s", "10"]
+    argv += ["--profiles", str(tmp_path / "p.json"), "--results", str(afile)]
+    assert main(argv) == 2
+    assert "--results" in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"format": 1, "pipeline": "crossing", "ops": {}}', b"\xff\xfe\x00binary"],
+)
+def test_report_of_a_file_that_is_no_report_says_so(tmp_path, capsys, content):
+    path = tmp_path / "x.json"
+    path.write_bytes(content)
+    assert main(["report", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "llama-prefect run" in err and "Traceback" not in err
+
+
+def test_samples_into_a_file_is_refused(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["samples", "--out", str(afile)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_a_report_piped_into_a_reader_that_stops_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    path = _saved_report(tmp_path)
+    report = json.loads(path.read_text())
+    report["invocations"] = report["invocations"] * 3000  # far more than a pipe holds
+    path.write_text(json.dumps(report))
+    code = "from llama_prefect.cli import main; raise SystemExit(main())"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "report", str(path), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.read(100)  # read a little, as `head` does, then stop
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_an_unknown_block_fails_before_exploring(tmp_path, capsys, prefect_server):
+    (tmp_path / "v.mp4").write_bytes(b"")
+    argv = ["run", "crossing", "--videos", str(tmp_path), "--slo-s", "10"]
+    argv += ["--profiles", str(tmp_path / "p.json"), "--price-catalog", "nosuch"]
+    assert main(argv) == 2
+    assert "no llama-price-catalog block named 'nosuch'" in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()  # nothing was explored

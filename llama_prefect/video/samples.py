@@ -65,7 +65,12 @@ def make_sample_archive(out_dir: Path, *, force: bool = False) -> list[Path]:
         VideoError: ffmpeg is not installed, or fails on a source file.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise VideoError(
+            f"{out_dir} is a file, not a folder; pass --out a folder to fill"
+        ) from None
     archive: list[Path] = []
     for name, source, recipe, hint in _plan():
         target = out_dir / name
