@@ -1,11 +1,11 @@
 """Prediction fidelity: how close each invocation's predicted latency came to the truth.
 
 The error of one invocation is ``abs(predicted - observed_s) / observed_s``, from the
-run report's ``invocations``, where the prediction is the mean prediction of its run
+run report's ``invocations``, where the prediction is the prediction of its run itself
 (``predicted_run_s``: profile times work units, plus the backend's start-up). The
 record's ``predicted_s`` adds what planning adds on top (a tail margin that grows with
 the fan-out and the learned spread, and waits for slots or a batch), so it is not a
-prediction of the mean; reports without ``predicted_run_s`` fall back to it.
+prediction of the run; reports without ``predicted_run_s`` fall back to it.
 
 The first invocations of a configuration are its warm-up: a model loads, a decoder
 opens its first file, caches are cold. We count as warm-up every invocation of an

@@ -826,7 +826,7 @@ class LlamaTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             "speculative_configuration": spec.config.as_dict() if spec else None,
             "speculative_backend": spec.config.backend if spec else None,
             "predicted_s": plan.predicted_s,
-            # The mean prediction of its run, without the tail margin and the waits
+            # The prediction of its run, without the tail margin and the waits
             # that planning adds to `predicted_s`: what prediction fidelity compares.
             "predicted_run_s": plan.run_s + (last.startup_s if last else 0.0),
             "predicted_cost_usd": plan.cost_usd,
