@@ -202,10 +202,11 @@ def fidelity_plot(report: Mapping[str, Any], path: str | Path) -> Path:
         else "no invocation after warm-up"
     )
     ax.set_title(f"{report.get('pipeline', '')}: predicted vs observed\n{headline}")
-    ax.set_xlabel("predicted latency, mean of the run (s)")
+    ax.set_xlabel("predicted latency of the run (s)")
     ax.set_ylabel("observed latency (s)")
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
+    if errors:  # a run whose every video was stored before has nothing to label
+        ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
     plt.close(fig)

@@ -151,3 +151,18 @@ def test_fidelity_plot_writes_a_png(tmp_path):
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert publish_png(path, "k", "no flow run here") is False
+
+
+def test_a_run_with_nothing_to_plot_draws_without_a_warning(tmp_path):
+    # Every video came from stored results: no invocation ran, nothing to label.
+    pytest.importorskip("matplotlib", reason="the plots extra is not installed")
+    import warnings
+
+    from llama_prefect.plots import fidelity_plot
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = fidelity_plot(
+            {"pipeline": "crossing", "invocations": []}, tmp_path / "f.png"
+        )
+    assert path.read_bytes()[:4] == b"\x89PNG"
