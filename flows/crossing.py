@@ -251,11 +251,31 @@ class VideoSplit:
     segments: list[Segment]
 
 
+def _run_logger() -> Any:
+    """The task run's logger (seen in the UI), or the module's outside a run."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logger
+
+
 @task(name="split", retries=TRANSIENT_RETRIES, retry_condition_fn=retry_transient)
 @_op("split")
 def split(video: str, segment_s: float = 4.0) -> VideoSplit:
     """Probes `video` and cuts it into segments of `segment_s` seconds."""
     info = probe(video)
+    if info.cut_short:
+        _run_logger().warning(
+            "%s: its header declares %d frames but the file holds %d (cut short?); "
+            "the answer covers the %.1f s that are there",
+            video,
+            info.declared_frames,
+            info.num_frames,
+            info.duration_s,
+        )
     return VideoSplit(info, split_video(info, segment_s))
 
 

@@ -68,6 +68,8 @@ class VideoInfo(BaseModel):
         keyframes: (frame number, timestamp in the stream's time base) of keyframes,
             in order, at most `MAX_ANCHORS` of them; empty when the file has no
             timestamps to seek by.
+        declared_frames: Frames the container's header declares (0 when it
+            declares none); more than `num_frames` in a file that was cut short.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -81,11 +83,17 @@ class VideoInfo(BaseModel):
     rotation_deg: int = 0
     constant_rate: bool = True
     keyframes: tuple[tuple[int, int], ...] = ()
+    declared_frames: int = 0
 
     @property
     def duration_s(self) -> float:
         """Length of the video in seconds, `num_frames / fps`."""
         return self.num_frames / self.fps
+
+    @property
+    def cut_short(self) -> bool:
+        """True when the file holds under 98% of the frames its header declares."""
+        return self.num_frames < 0.98 * self.declared_frames
 
 
 class Segment(BaseModel):
@@ -288,6 +296,7 @@ def _describe(container: InputContainer, file: Path) -> VideoInfo:
         codec=stream.codec_context.name,
         constant_rate=_constant_rate(timestamps),
         keyframes=_anchors(timestamps, keyframe_pts, count),
+        declared_frames=max(int(stream.frames or 0), 0),
     )
 
 

@@ -46,6 +46,25 @@ def test_probe_trusts_packets_over_a_wrong_header(vtest_dir: Path) -> None:
 
     assert info.num_frames == decoded_frame_count(path)
     assert info.num_frames < header_frames
+    assert info.declared_frames == header_frames and info.cut_short
+
+
+def test_a_whole_file_is_not_cut_short(vtest_dir: Path) -> None:
+    info = probe(vtest_dir / "vtest_mpeg4.avi")
+    assert info.declared_frames in (0, info.num_frames)
+    assert not info.cut_short
+
+
+def test_splitting_a_file_cut_short_warns_with_both_counts(vtest_dir, caplog) -> None:
+    from llama_prefect.flows.crossing import split as split_task
+
+    path = vtest_dir / "truncated.avi"
+    with caplog.at_level("WARNING"):
+        cut = split_task.fn(str(path), 1.0)
+    assert cut.info.cut_short
+    (line,) = [r.getMessage() for r in caplog.records if "cut short" in r.getMessage()]
+    assert f"declares {cut.info.declared_frames} frames" in line
+    assert f"holds {cut.info.num_frames}" in line
 
 
 @pytest.mark.parametrize(
