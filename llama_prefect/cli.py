@@ -583,7 +583,8 @@ def _print_profiling(outcome: Any, plots: Path) -> None:
         match = outcome.reused
         console.print(
             f"reused {match.path} for this archive (signature distance "
-            f"{match.distance:.2f}, at most 1 reuses) -> {outcome.path}; the look "
+            f"{match.distance:.2f}; a profile within 1 of the archive is reused) -> "
+            f"{outcome.path}; the look "
             f"took {outcome.seconds:.1f} s (${outcome.cost_usd:.6f}); "
             "`llama-prefect profile crossing --videos ... --reexplore` explores anyway."
         )

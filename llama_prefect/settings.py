@@ -92,11 +92,19 @@ def parse_video_source(text: str, *, must_exist: bool = True) -> VideoSource:
         )
     path = Path(text).expanduser()
     if must_exist and not path.exists():
-        raise ConfigurationError(
-            f"videos must be a video file or a folder of them, but {text} does not "
-            "exist; run `make samples` to build the sample archive"
-        )
+        raise ConfigurationError(missing_videos(text))
     return VideoSource(text, "local", path=path)
+
+
+def missing_videos(text: str) -> str:
+    """What to say of a local videos path that does not exist.
+
+    Only the sample archive's own folder is something `make samples` would make.
+    """
+    head = f"videos must be a video file or a folder of them, but {text} does not exist"
+    if Path(text).name == "samples":
+        return f"{head}; run `make samples` to build the sample archive there"
+    return f"{head}; pass an existing file or folder"
 
 
 def _video_source_text(text: str) -> str:

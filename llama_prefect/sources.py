@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llama_prefect.errors import ConfigurationError
-from llama_prefect.settings import VideoSource, parse_video_source
+from llama_prefect.settings import VideoSource, missing_videos, parse_video_source
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v")
 
@@ -28,10 +28,7 @@ def _list_local(source: VideoSource) -> list[str]:
     if path.is_file():
         return [str(path)]
     if not path.is_dir():
-        raise ConfigurationError(
-            f"videos must be a video file or a folder of them, but {source.text} does "
-            "not exist; run `make samples` to build the sample archive"
-        )
+        raise ConfigurationError(missing_videos(source.text))
     found = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not found:
         raise ConfigurationError(

@@ -24,8 +24,15 @@ def test_run_on_a_missing_folder_fails_fast_with_a_fix(tmp_path, capsys):
     )
     assert code == 2
     err = capsys.readouterr().err
-    assert "does not exist" in err and "make samples" in err
+    assert "does not exist" in err and "pass an existing file or folder" in err
+    assert "make samples" not in err  # a user's own folder is not the sample archive
     assert not (tmp_path / "p.json").exists()  # no exploration was started
+
+
+def test_a_missing_sample_folder_says_how_to_build_it(tmp_path, capsys):
+    argv = ["run", "crossing", "--videos", str(tmp_path / "samples"), "--slo-s", "5"]
+    assert main(argv + ["--profiles", str(tmp_path / "p.json")]) == 2
+    assert "run `make samples`" in capsys.readouterr().err
 
 
 def test_an_s3_report_makes_no_local_folder(tmp_path, capsys, monkeypatch):
