@@ -249,8 +249,18 @@ def main() -> None:
         _child(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=int, default=6)
-    parser.add_argument("--out", type=Path, default=Path("runs/bench/faults.json"))
+    parser.add_argument(
+        "--videos",
+        type=int,
+        default=6,
+        help="how many 8 s clips of vtest.avi the archive has (6)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/bench/faults.json"),
+        help="where to write the JSON (runs/bench/faults.json)",
+    )
     args = parser.parse_args()
 
     results: dict[str, Any] = {}

@@ -143,8 +143,18 @@ def _print(result: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=int, default=300)
-    parser.add_argument("--out", type=Path, default=Path("runs/bench/soak.json"))
+    parser.add_argument(
+        "--videos",
+        type=int,
+        default=300,
+        help="how many videos to stream through the process, cycling the clips (300)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/bench/soak.json"),
+        help="where to write the JSON (runs/bench/soak.json)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
