@@ -273,7 +273,8 @@ class ProfileStore:
         seed_s = prof.seed_s(units)
         ratio = observed_s / (seed_s * ops.drift.get(backend, 1.0) * prof.residual)
         w = self.ewma_weight
-        self._observe_spread(ops, backend, ratio)
+        step = math.log(max(ratio, 1e-9))  # the prediction's log error
+        self._observe_spread(ops, backend, step)
         prof.observations += 1
         recent = prof.recent_s_per_unit
         recent.append(per_unit)
@@ -286,36 +287,40 @@ class ProfileStore:
         if alone:
             a = max(w * RESIDUAL_SHARE, 1.0 / prof.observations)
             prof.residual *= 1 - a + a * ratio
-            return
-        if not shared:
+        elif not shared:
             prof.residual *= 1 - w + w * ratio
-            return
+        else:
+            self._learn_shared(ops, prof, backend, step)
 
-        # The shared drift moves by the whole error of the prediction; the residual
-        # moves toward what the new drift leaves unexplained, but RESIDUAL_SHARE
-        # times slower. A change of content or machine seen through the
-        # configurations in use thus lands mostly in the drift and reaches every
-        # configuration of this op and backend; what one configuration does unlike
-        # the others builds up in its residual over several observations.
-        #
-        # Both move in logs. Moved as plain averages, the two split a noisy ratio
-        # unevenly (an average of ratios is not the ratio of averages), and over
-        # thousands of observations of one configuration the drift climbed while
-        # its residual sank by as much: its own prediction stayed right, but every
-        # other configuration of the op was predicted several times too slow and
-        # was never chosen again. In logs the error of each observation is split
-        # in fixed shares, so the drift's move over a run is a fixed power of the
-        # prediction's, and stays as bounded as that.
-        step = math.log(max(ratio, 1e-9))
-        old_drift = ops.drift.get(backend, 1.0)
-        ops.drift[backend] = old_drift * math.exp(w * step)
+    def _learn_shared(
+        self, ops: OpProfile, prof: ConfigProfile, backend: str, step: float
+    ) -> None:
+        """Moves the shared drift and the residual by one observation's log error.
+
+        The shared drift moves by the whole error of the prediction; the residual
+        moves toward what the new drift leaves unexplained, but `RESIDUAL_SHARE`
+        times slower. A change of content or machine seen through the
+        configurations in use thus lands mostly in the drift and reaches every
+        configuration of this op and backend; what one configuration does unlike
+        the others builds up in its residual over several observations.
+
+        Both move in logs. Moved as plain averages, the two split a noisy ratio
+        unevenly (an average of ratios is not the ratio of averages), and over
+        thousands of observations of one configuration the drift climbed while its
+        residual sank by as much: its own prediction stayed right, but every other
+        configuration of the op was predicted several times too slow and was never
+        chosen again. In logs the error of each observation is split in fixed
+        shares, so the drift's move over a run is a fixed power of the
+        prediction's, and stays as bounded as that.
+        """
+        w = self.ewma_weight
+        ops.drift[backend] = ops.drift.get(backend, 1.0) * math.exp(w * step)
         prof.residual *= math.exp(w * RESIDUAL_SHARE * (1 - w) * step)
 
     @staticmethod
-    def _observe_spread(ops: OpProfile, backend: str, ratio: float) -> None:
-        err = math.log(max(ratio, 1e-9)) ** 2
+    def _observe_spread(ops: OpProfile, backend: str, step: float) -> None:
         old = ops.log_var.get(backend, PRIOR_SPREAD**2)
-        ops.log_var[backend] = (1 - SPREAD_WEIGHT) * old + SPREAD_WEIGHT * err
+        ops.log_var[backend] = (1 - SPREAD_WEIGHT) * old + SPREAD_WEIGHT * step**2
 
     def observe_peak_mem(self, op: str, config: Configuration, peak_mb: float) -> None:
         """Keeps the largest peak memory in MB seen for one configuration.
