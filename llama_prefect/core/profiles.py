@@ -245,7 +245,8 @@ class ProfileStore:
         shared: bool = True,
         invocation_units: float | None = None,
         alone: bool = False,
-    ) -> None:
+        content: float = 1.0,
+    ) -> float:
         """Corrects the profile with one finished invocation (or batched call).
 
         Args:
@@ -262,6 +263,14 @@ class ProfileStore:
                 residual's own), and leave the shared drift alone. For a
                 configuration tried now and then beside the ones in use: the drift
                 is known from those, and what the try adds is how this one differs.
+            content: The factor by which the caller scaled the prediction for
+                what the invocation worked on (its video's content, see the
+                scheduler's `content_feedback`). Drift and residual learn from
+                the error of the prediction so scaled; the spread learns from
+                the error of the profile alone, without the factor.
+
+        Returns:
+            The prediction's log error, ``log(observed / predicted)``.
         """
         prof = self.profile(op, config)
         ops = self.ops[op]
@@ -271,10 +280,14 @@ class ProfileStore:
         units = max(units, 1e-9)
         per_unit = observed_s / units
         seed_s = prof.seed_s(units)
-        ratio = observed_s / (seed_s * ops.drift.get(backend, 1.0) * prof.residual)
+        predicted_s = seed_s * ops.drift.get(backend, 1.0) * prof.residual * content
+        ratio = observed_s / predicted_s
         w = self.ewma_weight
         step = math.log(max(ratio, 1e-9))  # the prediction's log error
-        self._observe_spread(ops, backend, step)
+        # The spread is of the profile's own error, before the content factor:
+        # tail margins are for the widest fan-out, the first segments of a video,
+        # which are planned before anything of that video was seen.
+        self._observe_spread(ops, backend, step + math.log(content))
         prof.observations += 1
         recent = prof.recent_s_per_unit
         recent.append(per_unit)
@@ -291,6 +304,7 @@ class ProfileStore:
             prof.residual *= 1 - w + w * ratio
         else:
             self._learn_shared(ops, prof, backend, step)
+        return step
 
     def _learn_shared(
         self, ops: OpProfile, prof: ConfigProfile, backend: str, step: float

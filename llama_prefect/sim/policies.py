@@ -44,6 +44,7 @@ ABLATIONS = {
     "no-warmup": {"pool_warmup": False},
     "no-queue-charge": {"queue_charge": False},
     "no-tail-pooling": {"tail_pooling": False},
+    "no-content-feedback": {"content_feedback": False},
 }
 
 

@@ -9,7 +9,12 @@ import random
 import pytest
 
 from llama_prefect.core.pipeline import Configuration
-from llama_prefect.core.profiles import RECENT_KEPT, ProfileStore
+from llama_prefect.core.profiles import (
+    PRIOR_SPREAD,
+    RECENT_KEPT,
+    SPREAD_WEIGHT,
+    ProfileStore,
+)
 from llama_prefect.errors import LlamaError, ProfileError
 
 CPU_A = Configuration.of("local-cpu", {"width_px": 240})
@@ -152,6 +157,18 @@ class TestFeedback:
         # the shared drift did not move, so CPU_A keeps its prediction
         assert store.ops["detect"].drift["local-cpu"] == 1.5
         assert store.predict_s_per_unit("detect", CPU_A) == pytest.approx(3.0)
+
+    def test_the_error_is_measured_against_the_prediction_scaled_for_content(self):
+        store = _store()
+        # CPU_A predicts 2 s per unit; scaled by a content factor of 2, 4 s. At
+        # 4 s there is nothing to learn; without the factor the error is log 2.
+        assert store.observe("detect", CPU_A, 1.0, 4.0, content=2.0) == 0.0
+        assert store.ops["detect"].drift["local-cpu"] == pytest.approx(1.0)
+        # the spread learns the profile's own error, log 2, from the prior 0.2
+        var = (1 - SPREAD_WEIGHT) * PRIOR_SPREAD**2 + SPREAD_WEIGHT * math.log(2) ** 2
+        assert store.spread("detect", "local-cpu") == pytest.approx(math.sqrt(var))
+        assert store.observe("detect", CPU_A, 1.0, 4.0) == pytest.approx(math.log(2))
+        assert store.ops["detect"].drift["local-cpu"] > 1.0
 
     def test_drift_is_per_op(self):
         store = _store()

@@ -750,6 +750,86 @@ class TestPublishedWeakSpots:
             sched.finish(attempt.id, ok=True)
 
 
+class TestContentFeedback:
+    # detect on the CPU only, seeded at 2 s per unit; video v1 runs it at 4 s.
+
+    @staticmethod
+    def _one(sched: Scheduler, clock: SimClock, inv_id: str, group: str, run_s):
+        _ready(sched, inv_id, group=group)
+        (attempt,) = sched.commit_ready()
+        clock.advance(run_s)
+        sched.finish(attempt.id, ok=True)
+        return attempt
+
+    def test_a_videos_factor_takes_half_of_each_error_by_hand(self):
+        clock = SimClock()
+        sched = _scheduler(clock=clock, gpu=0, store=_store(cpu=2.0), deadline_s=1e6)
+        first = self._one(sched, clock, "a1", "v1", 4.0)
+        assert first.plan.predicted_s == pytest.approx(2.0)
+        # error log 2, half of it to the factor: 2 ** (1/2). The drift moved by
+        # 0.3 of the same error, which every video shares.
+        assert sched.content_factor("detect", "v1") == pytest.approx(2**0.5)
+        assert sched.content_factor("detect", "v2") == 1.0
+        base_s = 2.0 * sched.store.ops["detect"].drift[CPU]
+        base_s *= sched.store.profile("detect", DETECT_CPU).residual
+        second = self._one(sched, clock, "a2", "v1", 4.0)
+        assert second.plan.predicted_s == pytest.approx(base_s * 2**0.5)
+        # the second error moves the factor's log by half of it too
+        step = math.log(4.0 / second.plan.predicted_s)
+        want = math.exp(math.log(2) / 2 + step / 2)
+        assert sched.content_factor("detect", "v1") == pytest.approx(want)
+        other = self._one(sched, clock, "b1", "v2", 2.0)
+        drift = sched.store.ops["detect"].drift[CPU]
+        assert drift > 1.0  # moved by v1's two errors, and by this one's
+        assert other.plan.predicted_s < second.plan.predicted_s / 1.3
+
+    def test_without_content_feedback_every_video_is_predicted_alike(self):
+        clock = SimClock()
+        sched = _scheduler(
+            clock=clock,
+            gpu=0,
+            store=_store(cpu=2.0),
+            deadline_s=1e6,
+            content_feedback=False,
+        )
+        self._one(sched, clock, "a1", "v1", 4.0)
+        assert sched.content_factor("detect", "v1") == 1.0
+        _ready(sched, "a2", group="v1")
+        _ready(sched, "b1", group="v2")
+        plans = [a.plan.predicted_s for a in sched.commit_ready()]
+        assert plans[0] == pytest.approx(plans[1])
+
+    def test_a_re_try_teaches_its_residual_and_not_the_videos_factor(self):
+        clock = SimClock()
+        sched = _scheduler(
+            clock=clock,
+            gpu=0,
+            store=_store(cpu=2.0, cpu2=1.2),
+            retry_every=2,
+            deadline_s=1e6,
+        )
+        attempts = [self._one(sched, clock, f"a{k}", "v1", 2.0) for k in range(8)]
+        assert not any(a.plan.probe for a in attempts)
+        factor = sched.content_factor("detect", "v1")
+        probe = self._one(sched, clock, "a8", "v1", 5.0)
+        assert probe.plan.probe and probe.plan.config == DETECT_CPU2
+        assert sched.content_factor("detect", "v1") == factor
+
+    def test_a_forgotten_video_leaves_no_factor(self):
+        clock = SimClock()
+        sched = _scheduler(
+            clock=clock,
+            gpu=0,
+            store=_store(cpu=2.0),
+            deadline_s=1e6,
+        )
+        self._one(sched, clock, "a1", "v1", 4.0)
+        assert sched.content_factor("detect", "v1") > 1.0
+        sched.drop_group("v1")  # done: its split and merge will never come
+        assert sched.forget_group("v1")
+        assert sched.content_factor("detect", "v1") == 1.0
+
+
 class TestGroupsAndStaticSplit:
     def test_each_group_has_its_own_deadline_and_work(self):
         clock = SimClock()
