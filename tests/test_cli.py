@@ -288,10 +288,10 @@ def test_bench_runs_every_policy_side_by_side_and_writes_json(tmp_path, capsys):
     assert [r["policy"] for r in w["failures"]] == ["llama-fail-0.03", "llama-fail-0.1"]
     assert all(r["oracle_usd"] > 0 for r in w["rows"])
     assert all(0.0 <= r["oracle_attainment"] <= 1.0 for r in w["rows"])
-    # The top level is Llama-cheap's p95, or twice Llama-fast's when the two are
-    # within 10% (a flat cost curve, as the measured workload has at scale).
+    # The top level is Llama-cheap's p95, or twice Llama-fast's when that is
+    # further (a flat cost curve, as both workloads have at scale).
     cal = w["calibration"]
-    assert cal["flat"] == (cal["cheap_p95_s"] < 1.1 * cal["fast_p95_s"])
+    assert cal["flat"] == (cal["cheap_p95_s"] < 2 * cal["fast_p95_s"])
     top = 2 * cal["fast_p95_s"] if cal["flat"] else cal["cheap_p95_s"]
     assert w["slo_levels"]["1.0"] == pytest.approx(top, abs=0.02)
     assert "x_orcl" in capsys.readouterr().out

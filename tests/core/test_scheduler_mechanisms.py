@@ -562,6 +562,8 @@ class TestPublishedWeakSpots:
         )
         assert s.weight_basis == "chosen"
         assert Settings(10.0).weight_basis == "robust"
+        assert (s.tail_pooling, s.content_feedback) == (False, False)
+        assert Settings(10.0).content_feedback
 
     def test_per_configuration_feedback_leaves_the_others_alone(self):
         clock = SimClock()
