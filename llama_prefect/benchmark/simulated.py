@@ -6,13 +6,14 @@ higher accuracy floor, where costs differ steeply):
 
 1. **Calibration.** Llama-fast (latency objective) and Llama-cheap (cheapest) run
    once; their 95th-percentile video latencies bound the SLO levels, spread evenly
-   from the fast one (level 0) to the cheap one (level 1).
+   from the fast one (level 0) to the cheap one (level 1), or to twice the fast one
+   when the cheap one is closer (`MIN_SPREAD`).
 2. **Levels.** At every level, with true latencies as profiled and 1.3x above them:
    Llama, Llama as published, the GrandSLAm-like split, the best static plan tuned
    on the same archive, and the oracle. The Scanner-, gg- and Nexus-like baselines
    do not depend on the SLO: each runs once per drift and is scored at every level.
-3. **Ablations** at the middle level with drift: Llama without feedback, batching,
-   priority commit, late commit or duplication.
+3. **Ablations** at the middle level with drift: Llama with one mechanism off at a
+   time (`policies.ABLATIONS`).
 4. **Failures**: 3% and 10% of attempts injected to fail, at the middle level.
 5. **Transfer**: the static plan tuned on the street archive, run on a busier archive
    (more people and faces, different content) with 1.3x drift, against Llama there.
