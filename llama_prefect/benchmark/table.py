@@ -59,7 +59,7 @@ def simulated_tables(report: dict[str, Any]) -> str:
         out.append(
             f"== workload {name} (accuracy floor {w['floor']}); Llama-fast p95 "
             f"{cal['fast_p95_s']} s, Llama-cheap p95 {cal['cheap_p95_s']} s"
-            + (" (a flat curve: levels up to twice fast)" if cal.get("flat") else "")
+            + (" (levels up to twice Llama-fast's)" if cal.get("flat") else "")
             + "; SLO levels "
             + ", ".join(f"{k}: {v} s" for k, v in w["slo_levels"].items())
         )
