@@ -74,6 +74,11 @@ def proxy_task(task: Any, body: Callable[..., Any]) -> Any:
             named.update(bound.get(name, {}))
         return body(**named)
 
+    # Prefect binds a task run's parameters by the function's signature on every
+    # call. Found through ``__wrapped__``, it is built twice over, for the proxy
+    # and for the function it wraps, which cost a no-op task run more than the
+    # scheduler's whole decision; given here, it is read as it is.
+    proxy.__signature__ = signature  # type: ignore[attr-defined]
     clone = copy.copy(task)
     clone.fn = proxy
     return clone

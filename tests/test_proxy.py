@@ -168,6 +168,20 @@ def test_a_proxy_task_keeps_the_name_signature_and_source_of_the_task():
     assert square.fn(x=3) == {"x": 3, "square": 9}  # the original is untouched
 
 
+def test_a_proxy_carries_its_signature_so_prefect_need_not_unwrap_it():
+    import inspect
+
+    from prefect.utilities.callables import parameters_to_args_kwargs
+
+    clone = proxy_task(square, lambda **kw: kw)
+    # Prefect binds every call by the proxy's own signature as well as the
+    # wrapped one's; carried, the proxy's is the function's, read as it is.
+    own = inspect.signature(clone.fn, follow_wrapped=False)
+    assert own == inspect.signature(square.fn)
+    args, kwargs = parameters_to_args_kwargs(clone.fn, {"x": 3, "mode": "m"})
+    assert clone.fn(*args, **kwargs) == {"x": 3, "mode": "m"}
+
+
 def _runner(tmp_path, backends, store: ProfileStore, pipeline=PIPELINE):
     return LlamaTaskRunner(
         pipeline,
