@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -87,9 +88,14 @@ def _one(kind: str, n: int, slots: int, out: Path) -> None:
     # after Prefect's workers have sent it the last logs and events.
     SubprocessASGIServer().start()
     _timed(kind, slots, WARM_UP_TASKS, out.parent)
-    wall_s, cpu_s = _timed(kind, slots, n, out.parent)
+    wall_s, cpu_s, threads = _timed(kind, slots, n, out.parent)
     decision_ms = [r["decision_ms"] for r in RECORDS]
-    result = {"wall_s": wall_s, "cpu_s": cpu_s, "decision_ms": decision_ms}
+    result = {
+        "wall_s": wall_s,
+        "cpu_s": cpu_s,
+        "peak_threads": threads,
+        "decision_ms": decision_ms,
+    }
     out.write_text(json.dumps(result))
 
 
@@ -108,7 +114,29 @@ def _runner(kind: str, slots: int, work: Path) -> Any:
     )
 
 
-def _timed(kind: str, slots: int, n: int, work: Path) -> tuple[float, float]:
+class _PeakThreads:
+    """Samples the threads of this process every `every_s` and keeps the most seen."""
+
+    def __init__(self, every_s: float = 0.01) -> None:
+        self.peak = threading.active_count()
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> _PeakThreads:
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._sampler.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._every_s):
+            self.peak = max(self.peak, threading.active_count())
+
+
+def _timed(kind: str, slots: int, n: int, work: Path) -> tuple[float, float, int]:
     """Runs the flow once on a new runner.
 
     A flow run the server refuses (503 at creation, before anything ran) is created
@@ -116,14 +144,16 @@ def _timed(kind: str, slots: int, n: int, work: Path) -> tuple[float, float]:
 
     Returns:
         Its wall time and the CPU time of this process (every thread) meanwhile,
-        in seconds.
+        in seconds, and the most threads the process had meanwhile (the sampler's
+        own included).
     """
     for left in range(RETRIES, -1, -1):
         time.sleep(SETTLE_S)  # let the server store what came before
         runner = _runner(kind, slots, work)
         started_s, cpu_s = time.perf_counter(), time.process_time()
         try:
-            total = many.with_options(task_runner=runner)(n=n)
+            with _PeakThreads() as threads:
+                total = many.with_options(task_runner=runner)(n=n)
         except PrefectHTTPStatusError as exc:
             if exc.response.status_code != 503 or not left:
                 raise
@@ -131,7 +161,7 @@ def _timed(kind: str, slots: int, n: int, work: Path) -> tuple[float, float]:
             continue
         wall_s = time.perf_counter() - started_s
         assert total == n * (n - 1) // 2
-        return wall_s, time.process_time() - cpu_s
+        return wall_s, time.process_time() - cpu_s, threads.peak
     raise AssertionError("unreachable")
 
 
@@ -162,6 +192,7 @@ def _summary(args: argparse.Namespace, runs: list[dict[str, dict[str, Any]]]) ->
     llamas = [r["llama"]["wall_s"] for r in runs]
     decisions = [d for r in runs for d in r["llama"]["decision_ms"]]
     cpu_s = {k: [round(r[k]["cpu_s"], 2) for r in runs] for k in KINDS}
+    threads_peak = {k: [r[k]["peak_threads"] for r in runs] for k in KINDS}
     return {
         "tasks": args.tasks,
         "slots": args.slots,
@@ -175,6 +206,7 @@ def _summary(args: argparse.Namespace, runs: list[dict[str, dict[str, Any]]]) ->
             statistics.median(llamas) / statistics.median(threads), 3
         ),
         "flow_process_cpu_s": cpu_s,
+        "flow_process_peak_threads": threads_peak,
         "decision_ms": {
             "median": round(statistics.median(decisions), 4),
             "p99": round(_p(decisions, 0.99), 4),
@@ -195,6 +227,11 @@ def _print(args: argparse.Namespace, summary: dict[str, Any]) -> None:
     print(
         f"CPU time of the flow's process: ThreadPoolTaskRunner {cpu_s['threadpool']} "
         f"s, LlamaTaskRunner {cpu_s['llama']} s"
+    )
+    peak = summary["flow_process_peak_threads"]
+    print(
+        f"most threads of the flow's process: ThreadPoolTaskRunner "
+        f"{peak['threadpool']}, LlamaTaskRunner {peak['llama']}"
     )
     d = summary["decision_ms"]
     print(
