@@ -756,6 +756,17 @@ class TestContentFeedback:
     # detect on the CPU only, seeded at 2 s per unit; video v1 runs it at 4 s.
 
     @staticmethod
+    def _sched(clock: SimClock, cpu2: float | None = None, **settings) -> Scheduler:
+        """One detect op on the CPU (2 s), a second configuration when `cpu2`."""
+        return _scheduler(
+            clock=clock,
+            gpu=0,
+            store=_store(cpu=2.0, **({} if cpu2 is None else {"cpu2": cpu2})),
+            deadline_s=1e6,
+            **settings,
+        )
+
+    @staticmethod
     def _one(sched: Scheduler, clock: SimClock, inv_id: str, group: str, run_s):
         _ready(sched, inv_id, group=group)
         (attempt,) = sched.commit_ready()
@@ -765,7 +776,7 @@ class TestContentFeedback:
 
     def test_a_videos_factor_takes_half_of_each_error_by_hand(self):
         clock = SimClock()
-        sched = _scheduler(clock=clock, gpu=0, store=_store(cpu=2.0), deadline_s=1e6)
+        sched = self._sched(clock)
         first = self._one(sched, clock, "a1", "v1", 4.0)
         assert first.plan.predicted_s == pytest.approx(2.0)
         # error log 2, half of it to the factor: 2 ** (1/2). The drift moved by
@@ -787,13 +798,7 @@ class TestContentFeedback:
 
     def test_without_content_feedback_every_video_is_predicted_alike(self):
         clock = SimClock()
-        sched = _scheduler(
-            clock=clock,
-            gpu=0,
-            store=_store(cpu=2.0),
-            deadline_s=1e6,
-            content_feedback=False,
-        )
+        sched = self._sched(clock, content_feedback=False)
         self._one(sched, clock, "a1", "v1", 4.0)
         assert sched.content_factor("detect", "v1") == 1.0
         _ready(sched, "a2", group="v1")
@@ -803,13 +808,7 @@ class TestContentFeedback:
 
     def test_a_re_try_teaches_its_residual_and_not_the_videos_factor(self):
         clock = SimClock()
-        sched = _scheduler(
-            clock=clock,
-            gpu=0,
-            store=_store(cpu=2.0, cpu2=1.2),
-            retry_every=2,
-            deadline_s=1e6,
-        )
+        sched = self._sched(clock, cpu2=1.2, retry_every=2)
         attempts = [self._one(sched, clock, f"a{k}", "v1", 2.0) for k in range(8)]
         assert not any(a.plan.probe for a in attempts)
         factor = sched.content_factor("detect", "v1")
@@ -819,12 +818,7 @@ class TestContentFeedback:
 
     def test_a_forgotten_video_leaves_no_factor(self):
         clock = SimClock()
-        sched = _scheduler(
-            clock=clock,
-            gpu=0,
-            store=_store(cpu=2.0),
-            deadline_s=1e6,
-        )
+        sched = self._sched(clock)
         self._one(sched, clock, "a1", "v1", 4.0)
         assert sched.content_factor("detect", "v1") > 1.0
         sched.drop_group("v1")  # done: its split and merge will never come
