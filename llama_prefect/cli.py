@@ -171,7 +171,7 @@ def _bench(args: argparse.Namespace) -> int:
     import json
 
     out = Path(args.out)
-    _check_writable(str(out))
+    _check_writable(str(out), "--out")
     if args.mode == "real":
         return _bench_real(args, out)
 
@@ -526,6 +526,7 @@ def _check_profile_store(path: Path) -> None:
     it, but a file that is no store at all (a report, a typo'd path) would be lost.
     """
     if not path.exists():
+        _make_folder(path.parent, f"--profiles {path}")
         return
     from llama_prefect.core.profiles import ProfileStore
 
@@ -855,6 +856,19 @@ def _check_results_dir(results: str | None) -> None:
             f"--results {folder} is a file, not a folder; pass a folder (made if "
             "missing) to keep each video's answer in"
         )
+    _make_folder(folder, f"--results {folder}")
+
+
+def _make_folder(folder: Path, option: str) -> None:
+    """Makes `folder` (and its parents) now, so a path that cannot be one fails
+    before any work instead of after it; `option` names the flag for the message."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{option}: cannot make the folder {folder} ({exc.strerror}); pass a "
+            "path in a folder you can write"
+        ) from None
 
 
 def _check_blocks(args: argparse.Namespace) -> None:
@@ -871,7 +885,7 @@ def _check_blocks(args: argparse.Namespace) -> None:
     )
 
 
-def _check_writable(target: str) -> None:
+def _check_writable(target: str, option: str = "--report") -> None:
     """Fails before any work when the report could not be written at the end.
 
     An ``s3://`` report is written through the S3 store at the end of the run; it
@@ -879,19 +893,31 @@ def _check_writable(target: str) -> None:
     """
     if target.startswith("s3://"):
         return
+    import tempfile
+
     report = Path(target)
+    if report.is_dir():
+        raise ConfigurationError(
+            f"{option} {report} is a folder; pass the report's file path, such as "
+            f"{report / 'report.json'}"
+        )
     try:
         report.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigurationError(
             f"cannot create the report folder {report.parent} ({exc.strerror}); pass "
-            "--report with a path in a folder you can write"
+            f"{option} with a path in a folder you can write"
         ) from None
-    if not os.access(report.parent, os.W_OK):
+    # The report is written at the end beside its place and moved there; a folder
+    # that takes no new file (read-only, or a system one such as /proc) fails now.
+    try:
+        with tempfile.NamedTemporaryFile(dir=report.parent, prefix=".report-check-"):
+            pass
+    except OSError as exc:
         raise ConfigurationError(
-            f"cannot write the report in {report.parent}; pass --report with a path "
-            "in a folder you can write"
-        )
+            f"cannot write the report in {report.parent} ({exc.strerror}); pass "
+            f"{option} with a path in a folder you can write"
+        ) from None
 
 
 def _print_summary(report: dict[str, Any], report_path: str) -> None:

@@ -386,6 +386,31 @@ def test_a_profiles_path_that_holds_no_store_is_refused_and_left_alone(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.json", "v.mp4"]
 
 
+@pytest.mark.parametrize(
+    "flag, place",
+    [
+        ("--report", "folder"),  # an existing folder: the report cannot replace it
+        ("--results", "afile/sub"),  # under a file: no folder can be made there
+        ("--profiles", "afile/p.json"),
+    ],
+)
+def test_an_output_path_that_cannot_be_used_is_refused_before_any_work(
+    tmp_path, capsys, flag, place
+):
+    (tmp_path / "v.mp4").write_bytes(b"")
+    (tmp_path / "afile").write_text("a file, so no folder can be made under it")
+    (tmp_path / "folder").mkdir()
+    argv = ["run", "crossing", "--videos", str(tmp_path), "--slo-s", "10"]
+    if flag != "--profiles":
+        argv += ["--profiles", str(tmp_path / "p.json")]
+    argv += [flag, str(tmp_path / place)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert flag in err and "Traceback" not in err
+    assert not (tmp_path / "p.json").exists()  # nothing was explored
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "folder", "v.mp4"]
+
+
 def test_results_naming_a_file_is_refused_before_any_work(tmp_path, capsys):
     (tmp_path / "v.mp4").write_bytes(b"")
     afile = tmp_path / "afile"
