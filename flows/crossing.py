@@ -1072,6 +1072,7 @@ def seed_profiles(
             pipeline=PIPELINE.name,
             accuracy_floor=accuracy_floor,
             units=pipeline_units(PIPELINE, PIPELINE.ops),
+            prefer=path,
         )
         if match is not None and match.reusable:
             _reuse(match, path)

@@ -178,6 +178,7 @@ def nearest_profile(
     pipeline: str,
     accuracy_floor: float,
     units: Mapping[str, str] | None = None,
+    prefer: str | Path | None = None,
 ) -> Match | None:
     """The stored profile of `pipeline` in `folder` nearest to `signature`.
 
@@ -186,9 +187,16 @@ def nearest_profile(
     With `units` (what one work unit of each op is), only stores that recorded the
     same units (``meta["units"]``) are: a latency per unit of another unit, or from
     a store that did not say, predicts nothing.
+
+    Args:
+        prefer: The store that wins a tie (the one in use: an older copy of it,
+            kept beside it, is as near and has learned less).
     """
     best: Match | None = None
-    for path in sorted(Path(folder).glob("*.json")):
+    paths = sorted(Path(folder).glob("*.json"))
+    if prefer is not None:  # first, so that it wins a tie
+        paths.sort(key=lambda path: path.resolve() != Path(prefer).resolve())
+    for path in paths:
         data = _read(path)
         if data is None or data.get("pipeline") != pipeline:
             continue

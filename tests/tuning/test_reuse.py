@@ -95,6 +95,18 @@ class TestNearest:
         assert match.path == near and match.reusable
         assert match.distance == pytest.approx(0.4)
 
+    def test_the_store_in_use_wins_a_tie_with_its_older_copy(self, tmp_path):
+        # An older save of the same archive sorts first ("crossing.<digest>");
+        # taking it would swap the two stores at every call.
+        _store_file(tmp_path, "crossing.aef73be0.json", BASE)
+        in_use = _store_file(tmp_path, "crossing.json", BASE)
+        first = nearest_profile(BASE, tmp_path, pipeline="crossing", accuracy_floor=0.8)
+        assert first.path.name == "crossing.aef73be0.json"  # by name alone
+        match = nearest_profile(
+            BASE, tmp_path, pipeline="crossing", accuracy_floor=0.8, prefer=in_use
+        )
+        assert match.path == in_use and match.distance == 0.0
+
     def test_nothing_close_is_not_reusable_and_says_why(self, tmp_path):
         _store_file(tmp_path, "far.json", _with(codecs={"mpeg4": 1.0}))
         match = nearest_profile(BASE, tmp_path, pipeline="crossing", accuracy_floor=0.8)
@@ -183,6 +195,13 @@ def test_a_similar_archive_reuses_and_a_different_one_explores(
     back = seed_profiles(archives["a2"], path, reexplore=False, progress=False)
     assert back.exploration is None and back.reused.path == kept[0]
     assert json.loads(path.read_text())["meta"]["reused_from"]["path"] == str(kept[0])
+
+    # The store in use now fits as well as its copy beside it: it stays in use,
+    # with what it learned, instead of trading places with the copy at every call.
+    in_use = path.read_text()
+    stays = seed_profiles(archives["a2"], path, reexplore=False, progress=False)
+    assert stays.exploration is None and stays.reused.path == path
+    assert path.read_text() == in_use
 
 
 @pytest.mark.video
