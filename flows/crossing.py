@@ -49,7 +49,6 @@ from typing import Any
 from llama_prefect.tuning.reuse import (
     ArchiveSignature,
     Match,
-    distance,
     nearest_profile,
     stored_signature,
 )
@@ -1084,7 +1083,7 @@ def seed_profiles(
     )
     _record_archive(result, work, videos, look_s, prices)
     _seed_cloud_profiles(result.store)
-    _keep_aside(path, work.signature)
+    _keep_aside(path)  # of this archive too: what it learned stays
     result.store.save(path)
     seconds = time.perf_counter() - start
     return Profiling(path, work.signature, result, None, seconds, result.cost_usd)
@@ -1156,12 +1155,16 @@ def _reuse(match: Match, path: Path) -> None:
         "distance": match.distance,
         "terms": match.terms,
     }
-    _keep_aside(path, None)
+    _keep_aside(path)
     store.save(path)
 
 
-def _keep_aside(path: Path, signature: ArchiveSignature | None) -> None:
-    """Renames a store of another archive at `path` so it stays in the library."""
+def _keep_aside(path: Path) -> None:
+    """Renames the store at `path` so it stays in the library.
+
+    The new name holds a digest of the archive it was measured on, so an older
+    copy of the same archive's store is replaced by the newer one.
+    """
     if not path.exists():
         return
     try:
@@ -1169,14 +1172,14 @@ def _keep_aside(path: Path, signature: ArchiveSignature | None) -> None:
     except (OSError, ValueError):
         return
     theirs = stored_signature(data) if isinstance(data, dict) else None
-    if theirs is None or (signature is not None and distance(signature, theirs) == 0):
+    if theirs is None:
         return
     digest = hashlib.sha1(
         json.dumps(theirs.to_dict(), sort_keys=True).encode("utf-8")
     ).hexdigest()[:8]
     aside = path.with_name(f"{path.stem}.{digest}{path.suffix}")
     path.replace(aside)
-    logger.info("kept the profile of another archive as %s", aside)
+    logger.info("kept the profile that was at %s as %s", path, aside)
 
 
 def _seed_cloud_profiles(store: Any) -> None:

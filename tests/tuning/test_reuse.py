@@ -210,8 +210,12 @@ def test_reexplore_forces_an_exploration(archives, stand_in, tmp_path):
 
     path = tmp_path / "crossing.json"
     seed_profiles(archives["a"], path, reexplore=False, progress=False)
+    first = path.read_text()
     seed_profiles(archives["a"], path, reexplore=True, progress=False)
     assert len(stand_in) == 2
+    # the store it replaced, and all it had learned, is kept beside it
+    (kept,) = tmp_path.glob("crossing.*.json")
+    assert kept.read_text() == first
 
 
 def test_a_store_of_other_work_units_is_never_reused(tmp_path):
