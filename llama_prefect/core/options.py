@@ -55,6 +55,11 @@ class Option:
         p = self.profile
         return p.seed_s_per_unit * self.drift.get(self.backend, 1.0) * p.residual
 
+    def fixed_s(self) -> float:
+        """Predicted run time of a call that its units do not change, in seconds."""
+        p = self.profile
+        return p.seed_fixed_s * self.drift.get(self.backend, 1.0) * p.residual
+
     def run_s(self, units: float) -> float:
         """Predicted run time of one call of `units` work units, in seconds."""
         p = self.profile

@@ -356,7 +356,14 @@ def _cheapest_fitting(rows: list[_Row], target_s: float) -> _Row | None:
 
 
 def _undominated(options: list[Option]) -> list[Option]:
-    """Options no other option with the same price beats in speed and accuracy."""
+    """Options no other option with the same price beats in speed and accuracy.
+
+    A call's run time is a line in its work units: a fixed part plus a part per
+    unit. One option beats another only when it is no slower in either part, so
+    no slower for any amount of work. A configuration that is slower per unit but
+    starts faster (decoding a quarter of the frames of a short clip, say) is the
+    faster one for small invocations, and stays on the menu.
+    """
     groups: dict[tuple[str, int, int, float, float], list[Option]] = {}
     for o in options:
         key = (o.backend, o.slots, o.call_batch, o.usd_per_s, o.usd_fee)
@@ -364,12 +371,24 @@ def _undominated(options: list[Option]) -> list[Option]:
     kept = []
     for members in groups.values():
         members.sort(key=lambda o: (o.s_per_unit(), -o.accuracy))
-        best_accuracy = -INF
-        for o in members:
-            if o.accuracy > best_accuracy:
+        lines = [(o.fixed_s(), o.s_per_unit(), o.accuracy) for o in members]
+        for i, o in enumerate(members):
+            if not any(
+                _beats(lines[j], lines[i], earlier=j < i)
+                for j in range(len(members))
+                if j != i
+            ):
                 kept.append(o)
-                best_accuracy = o.accuracy
     return kept
+
+
+def _beats(
+    a: tuple[float, float, float], b: tuple[float, float, float], *, earlier: bool
+) -> bool:
+    """Whether (fixed s, s per unit, accuracy) `a` is no worse than `b` in each,
+    and better in one; of two alike, the earlier one wins."""
+    no_worse = a[0] <= b[0] and a[1] <= b[1] and a[2] >= b[2]
+    return no_worse and (earlier or a != b)
 
 
 @dataclass(frozen=True)

@@ -848,3 +848,36 @@ class TestMissFallback:
         assert Settings.published(10.0).miss_tolerance == 0.0
         with pytest.raises(ConfigurationError, match="miss_tolerance"):
             Settings(10.0, miss_tolerance=-0.1).check()
+
+
+class TestMenu:
+    # Three configurations of one op on the CPU, all at one price per second:
+    #   quick start: 0.045 s + 0.00186 s per unit
+    #   heavy start: 0.2 s + 0.0016 s per unit (faster only past 689 units)
+    #   worse:       0.3 s + 0.002 s per unit (beaten by quick start on both)
+    QUICK = Configuration.of(CPU, {"every": 4})
+    HEAVY = Configuration.of(CPU, {"every": 1})
+    WORSE = Configuration.of(CPU, {"every": 8})
+
+    def _sched(self) -> Scheduler:
+        p = Pipeline("clips")
+        p.add_op(OpSpec("motion", knobs={"every": (1, 4, 8)}, backends=(CPU,)))
+        store = ProfileStore("clips")
+        store.seed("motion", self.QUICK, 0.00186, fixed_s=0.045)
+        store.seed("motion", self.HEAVY, 0.0016, fixed_s=0.2)
+        store.seed("motion", self.WORSE, 0.002, fixed_s=0.3)
+        return _scheduler(store=store, pipeline=p, gpu=0, deadline_s=1e6)
+
+    def test_a_configuration_quicker_to_start_stays_though_slower_per_unit(self):
+        sched = self._sched()
+        menu = {o.config for o in sched._menu("motion")}
+        assert menu == {self.QUICK, self.HEAVY}
+
+    def test_small_invocations_take_the_quick_start_and_large_ones_the_other(self):
+        sched = self._sched()
+        small = sched.add("s", "motion", 17.0, "v1").speculative
+        assert small.config == self.QUICK
+        assert small.run_s == pytest.approx(0.045 + 0.00186 * 17)
+        large = sched.add("l", "motion", 2000.0, "v1").speculative
+        assert large.config == self.HEAVY
+        assert large.run_s == pytest.approx(0.2 + 0.0016 * 2000)
