@@ -172,7 +172,8 @@ def list_videos(prefix: str, credentials: AwsCredentials | None = None) -> list[
     )
     if not found:
         raise ConfigurationError(
-            f"no video files ({', '.join(VIDEO_SUFFIXES)}) under {prefix}"
+            f"no video files ({', '.join(VIDEO_SUFFIXES)}) under {prefix}; pass "
+            "the prefix of the archive's videos"
         )
     return found
 

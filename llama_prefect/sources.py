@@ -32,7 +32,9 @@ def _list_local(source: VideoSource) -> list[str]:
     found = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not found:
         raise ConfigurationError(
-            f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {source.text}"
+            f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {source.text}; pass "
+            "a folder that holds videos (its subfolders are not searched), a video "
+            "file or an s3:// prefix"
         )
     return found
 

@@ -469,3 +469,13 @@ def test_an_unknown_block_fails_before_exploring(tmp_path, capsys, prefect_serve
     assert main(argv) == 2
     assert "no llama-price-catalog block named 'nosuch'" in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()  # nothing was explored
+
+
+def test_a_folder_without_videos_says_what_to_pass(tmp_path, capsys):
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "nested" / "v.mp4").write_bytes(b"")  # subfolders are not searched
+    (tmp_path / "notes.txt").write_text("no video")
+    argv = ["run", "crossing", "--videos", str(tmp_path), "--slo-s", "10"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "no video files" in err and "subfolders are not searched" in err
