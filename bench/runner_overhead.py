@@ -3,7 +3,8 @@
 Runs the same flow, which submits `--tasks` invocations of a no-op op and waits for
 all of them, on Prefect's `ThreadPoolTaskRunner` and on `LlamaTaskRunner` with the
 same number of slots, `--rounds` times each, and prints each runner's median wall
-time, the ratio of the medians and the ratio of each round. The Llama runner's
+time, the ratio of the medians and the ratio of each round, with the CPU time and
+the most threads of the flow's process in each timed run. The Llama runner's
 decision overhead (planning at submit plus its share of each commit round, per
 invocation) is taken from its records: median, p99 and max.
 
