@@ -35,9 +35,10 @@ restores the published behaviour): feedback shared across an op's configurations
 a backend plus an occasional re-try of abandoned ones (`shared_feedback`,
 `retry_abandoned`); tail quantiles that grow with the width of the fan-out
 (`fanout_quantile`), pooled along a path rather than added stage by stage
-(`tail_pooling`); and a work weight taken robustly from the configuration that
-clears each op's work soonest across backends (`weight_basis="robust"`), not from the
-one last chosen.
+(`tail_pooling`); and a work weight taken from the configurations a path can
+afford, starting from the ones that clear each op's work soonest across backends and
+giving up speed where it is dearest while the path still fits
+(`weight_basis="priced"`), not from the one last chosen.
 
 The class is pure: no threads, no Prefect, no wall time except its clock. Callers
 serialize access to it and tell it when attempts end (`finish`), when an invocation's
@@ -92,7 +93,7 @@ WARMUP_SAMPLE_MAX = 64
 #: Share of each observation's log error that moves its group's content factor for
 #: the op (ours; see `_learn_content`).
 CONTENT_WEIGHT = 0.5
-WEIGHT_BASES = ("robust", "fastest", "chosen")
+WEIGHT_BASES = ("priced", "robust", "fastest", "chosen")
 SCOPES = ("run", "group")
 
 
@@ -305,6 +306,19 @@ class _Context:
         default_factory=dict
     )
     shares: dict[str, float] = field(default_factory=dict)
+    hulls: dict[str, list[_Rung]] = field(default_factory=dict)
+    ladders: dict[str, list[_Ladder]] = field(default_factory=dict)
+
+
+#: One option of a stage's price hull: its stage seconds (mean), the tail excess on
+#: top, the cost of the stage's remaining work on it, the option and its margin.
+_Rung = tuple[float, float, float, Option | None, float]
+#: A path's ladder (see `Scheduler._ladders`): the path, the seconds it is planned
+#: at after each step, their running maximum, and after each step the option
+#: standing for the op, its margin and its share of the pooled tail.
+_Ladder = tuple[
+    tuple[str, ...], list[float], list[float], list[tuple[Option | None, float, float]]
+]
 
 
 #: A priced candidate: predicted latency, cost, option, run time of its call, the
@@ -325,6 +339,12 @@ def _by_cost(row: _Row) -> tuple[float, float, Configuration]:
 
 def _by_latency(row: _Row) -> tuple[float, float, Configuration]:
     return row[0], row[1], row[2].config
+
+
+def _by_seconds_then_dollars(
+    point: tuple[float, float, float, Option, float],
+) -> tuple[float, float]:
+    return point[0], point[1]
 
 
 def _fastest_s(rows: list[_Row]) -> float:
@@ -400,7 +420,10 @@ class Settings:
             their own, see `Scheduler.open_group`).
         objective: ``cost``, ``latency``, ``cheapest`` or a callable.
         accuracy_floor: Configurations less accurate than this are never chosen.
-        weight_basis: Which configuration estimates an op's work ahead: ``robust``
+        weight_basis: Which configuration estimates an op's work ahead:
+            ``priced`` (on each path, the cheapest mix of configurations that still
+            fits the time left, reached from the soonest-clearing ones by giving up
+            speed where it saves the most per second; see `_ladders`), ``robust``
             (the one that clears its remaining work soonest, across backends),
             ``fastest`` (the one with the best rate at full parallelism) or
             ``chosen`` (the one last committed for the op, as published; before
@@ -460,7 +483,7 @@ class Settings:
     deadline_s: float
     objective: Objective = "cost"
     accuracy_floor: float = 0.0
-    weight_basis: str = "robust"
+    weight_basis: str = "priced"
     late_commit: bool = True
     feedback: bool = True
     batching: bool = True
@@ -635,6 +658,9 @@ class Scheduler:
         self._widest_batch: dict[str, int] = dict.fromkeys(self._ops, 1)
         self._weights: dict[str, list[Option]] = {}
         self._menus: dict[str, list[Option]] = {}
+        self._rung_options: dict[str, tuple[list[Option], list[Option]]] = {}
+        self._hulls: dict[tuple[str, float, int, int], list[_Rung]] = {}
+        self._learned: dict[str, int] = {}
         self._facts: dict[tuple[str, bool], tuple[list[Option], list[_Facts]]] = {}
         self._seen: dict[str, int] = {}
         self._margins: dict[tuple[str, str, int], float] = {}
@@ -1442,6 +1468,7 @@ class Scheduler:
             alone=alone,
             content=content,
         )
+        self._learned[op] = self._learned.get(op, 0) + 1
         if self.settings.content_feedback and one_group and not alone:
             self._learn_content(op, group, step)
         seen = self._seen.get(op, 0) + 1
@@ -2217,6 +2244,8 @@ class Scheduler:
         if shares is not None:
             slo_s = ctx.slo_s if ctx.slo_s is not None else self.settings.deadline_s
             return slo_s * shares.get(inv.op, 0.0), time_left_s, (inv.op,)
+        if self.settings.weight_basis == "priced":
+            return self._priced_target(inv, ctx, time_left_s)
         basis = ctx.stages.get(inv.op) or self._stage_of(ctx, inv.op)
         own_s = 0.0
         option = basis[1]
@@ -2242,6 +2271,163 @@ class Scheduler:
                 best_s, best_path, best_share = target_s, path, share
         ctx.shares[inv.op] = best_share
         return best_s, time_left_s, best_path
+
+    def _priced_target(
+        self, inv: Invocation, ctx: _Context, time_left_s: float
+    ) -> tuple[float, float, tuple[str, ...]]:
+        """`_target_of` with the priced basis: each path at its cheapest fitting rung.
+
+        On every path through the op, the ladder (`_ladders`) is climbed as far as
+        the time left allows; the invocation's own seconds are then predicted on
+        the option its op stands at, and its target is their share of the time
+        left, as with the other bases. The worst path decides.
+        """
+        op = inv.op
+        ladders = ctx.ladders.get(op)
+        if ladders is None:
+            ladders = ctx.ladders[op] = self._ladders(ctx, op)
+        left = time_left_s if time_left_s > 0 else 0.0
+        content = self.content_factor(op, inv.group)
+        best_s, best_path, best_share = INF, ladders[0][0], 1.0
+        for path, totals, reach, owns in ladders:
+            step = bisect.bisect_right(reach, left) - 1
+            step = step if step > 0 else 0
+            option, margin, share = owns[step]
+            own_s = 0.0
+            if option is not None:
+                run_s = option.run_s(inv.units * option.call_batch) * content
+                own_s = self._startup[option.backend] + run_s
+            mine_s = own_s * (1.0 + (margin - 1.0) * share)
+            ahead_s = totals[step] if totals[step] > mine_s else mine_s
+            target_s = left * mine_s / ahead_s if ahead_s > 0 else left
+            if target_s < best_s:
+                best_s, best_path, best_share = target_s, path, share
+        ctx.shares[op] = best_share
+        return best_s, time_left_s, best_path
+
+    def _ladders(self, ctx: _Context, op: str) -> list[_Ladder]:
+        """Per path through `op`: the steps from its fastest plan to its cheapest.
+
+        A path starts with every stage on the rung of its hull (`_hull`) that clears
+        its work soonest. Each step moves one stage to its next slower, cheaper
+        rung, the step that saves the most dollars per second it adds first: a
+        stage whose speed is dear (a larger Lambda for a decode that does not use
+        the second vCPU) gives up its time before one whose speed is cheap. The
+        path's seconds after each step are planned as `_path_sums` plans them
+        (pooled tails with `tail_pooling`). A target taken at the last step that
+        still fits the time left spends the slack where it saves the most,
+        instead of in proportion to each stage's fastest seconds.
+        """
+        pool = self.settings.tail_pooling
+        hulls_of = ctx.hulls
+        out: list[_Ladder] = []
+        for path in self._paths[op]:
+            hulls = []
+            moves = []
+            mean_s = squares = 0.0
+            for j, x in enumerate(path):
+                hull = hulls_of.get(x)
+                if hull is None:
+                    hull = hulls_of[x] = self._hull(ctx, x)
+                hulls.append(hull)
+                first = hull[0]
+                if pool:
+                    mean_s += first[0]
+                    squares += first[1] * first[1]
+                else:
+                    mean_s += first[0] + first[1]
+                for i in range(1, len(hull)):
+                    a, b = hull[i - 1], hull[i]
+                    added = b[0] + b[1] - a[0] - a[1]
+                    moves.append(((b[2] - a[2]) / added, j, i))
+            moves.sort()  # the most dollars saved per second added first
+            own = path.index(op)
+            rung = hulls[own][0]
+            tail_s = math.sqrt(squares)
+            total = mean_s + tail_s
+            totals = [total]
+            reach = [total]
+            share = rung[1] / tail_s if pool and tail_s > 0 else 1.0
+            owns = [(rung[3], rung[4], share)]
+            for _, j, i in moves:
+                before, after = hulls[j][i - 1], hulls[j][i]
+                if pool:
+                    mean_s += after[0] - before[0]
+                    squares += after[1] * after[1] - before[1] * before[1]
+                    tail_s = math.sqrt(squares if squares > 0.0 else 0.0)
+                else:
+                    mean_s += after[0] + after[1] - before[0] - before[1]
+                if j == own:
+                    rung = after
+                total = mean_s + tail_s
+                totals.append(total)
+                reach.append(total if total > reach[-1] else reach[-1])
+                share = rung[1] / tail_s if pool and tail_s > 0 else 1.0
+                owns.append((rung[3], rung[4], share))
+            out.append((tuple(path), totals, reach, owns))
+        return out
+
+    def _hull(self, ctx: _Context, op: str) -> list[_Rung]:
+        """The op's remaining work priced on each of its options, fastest first.
+
+        Only the lower convex hull of (planned seconds, dollars) is kept: every rung
+        is cheaper than the one before, and the dollars saved per second added
+        fall from rung to rung. Options below the accuracy floor stay out (unless
+        none meets it); an op with no work left is one free rung of no seconds.
+        """
+        remaining = ctx.remaining[self._index[op]]
+        if remaining <= 0:
+            return [(0.0, 0.0, 0.0, None, 1.0)]  # no work left: free and instant
+        # Contexts of other groups share hulls: one moves only with the op's
+        # remaining work, its profiles (`_learn`) and `_weights_version` (menus,
+        # margins, capacities, start-ups).
+        key = (op, remaining, self._learned.get(op, 0), self._weights_version)
+        found = self._hulls.get(key)
+        if found is not None:
+            return found
+        if len(self._hulls) > 4096:
+            self._hulls.clear()
+        found = self._hulls[key] = self._hull_now(op, remaining)
+        return found
+
+    def _hull_now(self, op: str, remaining: float) -> list[_Rung]:
+        units = self.store.units_per_invocation(op)
+        menu = self._menu(op)
+        cached = self._rung_options.get(op)
+        if cached is None or cached[0] is not menu:
+            floor = self.settings.accuracy_floor
+            eligible = [o for o in menu if o.accuracy >= floor] or menu
+            cached = self._rung_options[op] = (menu, eligible)
+        width_of = remaining if remaining > 1.0 else 1.0
+        margins = self._margins
+        points = []
+        for o in cached[1]:
+            stage_s = self._stage_s(o, remaining, units)
+            backend = o.backend
+            parallel = self._capacity[backend] / o.slots * o.call_batch
+            width = int(parallel if parallel < width_of else width_of)
+            margin = margins.get((op, backend, width if width > 1 else 1))
+            if margin is None:
+                margin = self._margin(op, o, width_of)
+            run_s = o.run_s(units * o.call_batch)
+            usd = o.usd(run_s) / o.call_batch * remaining
+            points.append((stage_s * margin, usd, stage_s, o, margin))
+        points.sort(key=_by_seconds_then_dollars)
+        kept: list[tuple[float, float, float, Option, float]] = []
+        for p in points:
+            if kept and p[1] >= kept[-1][1]:
+                continue  # slower and no cheaper
+            while len(kept) >= 2:
+                a, b = kept[-2], kept[-1]
+                # b leaves when the line from a to p passes below it
+                if (b[1] - a[1]) * (p[0] - a[0]) >= (p[1] - a[1]) * (b[0] - a[0]):
+                    kept.pop()
+                else:
+                    break
+            kept.append(p)
+        if not kept:  # an op with no options (its profile error comes at planning)
+            return [(0.0, 0.0, 0.0, None, 1.0)]
+        return [(p[2], p[0] - p[2], p[1], p[3], p[4]) for p in kept]
 
     def _path_sums(
         self, ctx: _Context, op: str
@@ -2312,7 +2498,7 @@ class Scheduler:
         """Seconds of the op's remaining work, the option standing for it, margin."""
         basis = self.settings.weight_basis
         option: Option | None = None
-        if basis == "robust":  # the default, taken first
+        if basis == "robust":  # taken first (the priced basis starts from it)
             weights = self._weights.get(op)
             if weights is not None and len(weights) == 1:
                 option = weights[0]

@@ -35,7 +35,9 @@ from llama_prefect.sim.workload import GPU, LAMBDA, OPS, VM, ArchiveMix, Video, 
 
 #: Utilisation a fixed pool is sized for (ours).
 POOL_UTILISATION = 0.8
-ABLATIONS = {
+#: Llama with one mechanism off (or, for the weights, the proportional split instead
+#: of the priced one), by ablation name.
+ABLATIONS: dict[str, dict[str, Any]] = {
     "no-feedback": {"feedback": False},
     "no-batching": {"batching": False},
     "no-priority": {"priority_commit": False},
@@ -45,6 +47,7 @@ ABLATIONS = {
     "no-queue-charge": {"queue_charge": False},
     "no-tail-pooling": {"tail_pooling": False},
     "no-content-feedback": {"content_feedback": False},
+    "no-priced-weights": {"weight_basis": "robust"},
 }
 
 

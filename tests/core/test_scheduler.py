@@ -72,9 +72,11 @@ def _scheduler(
     backends = {CPU: BackendSlots(CPU, cpu)}
     if gpu:
         backends[GPU] = BackendSlots(GPU, gpu, startup_s=gpu_startup_s)
-    # Hand-computed targets below use mean latencies; tests of the tail margin
-    # switch it on themselves.
+    # Hand-computed targets below use mean latencies and shares of the time left
+    # in proportion to each stage's fastest seconds (the robust basis); tests of
+    # the tail margin and of the priced basis switch them on themselves.
     switches.setdefault("fanout_quantile", False)
+    switches.setdefault("weight_basis", "robust")
     return Scheduler(
         pipeline or _pipeline(),
         store or _store(),

@@ -62,7 +62,7 @@ def _scheduler(store: ProfileStore, clock: SimClock, **switches) -> Scheduler:
         store,
         PriceCatalog.load(),
         backends,
-        Settings(deadline_s=60.0, **switches),
+        Settings(deadline_s=60.0, **{"weight_basis": "robust", **switches}),
         clock=clock,
     )
 

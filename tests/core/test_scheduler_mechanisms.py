@@ -76,6 +76,7 @@ def _scheduler(
         if gpu:
             backends[GPU] = BackendSlots(GPU, gpu)
     switches.setdefault("fanout_quantile", False)
+    switches.setdefault("weight_basis", "robust")  # targets by hand: fastest shares
     return Scheduler(
         pipeline or _pipeline(),
         store or _store(),
@@ -561,7 +562,7 @@ class TestPublishedWeakSpots:
             False,
         )
         assert s.weight_basis == "chosen"
-        assert Settings(10.0).weight_basis == "robust"
+        assert Settings(10.0).weight_basis == "priced"
         assert (s.tail_pooling, s.content_feedback) == (False, False)
         assert Settings(10.0).content_feedback
 
