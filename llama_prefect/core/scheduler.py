@@ -2498,7 +2498,7 @@ class Scheduler:
         """Seconds of the op's remaining work, the option standing for it, margin."""
         basis = self.settings.weight_basis
         option: Option | None = None
-        if basis == "robust":  # taken first (the priced basis starts from it)
+        if basis in ("priced", "robust"):  # a priced ladder starts from it too
             weights = self._weights.get(op)
             if weights is not None and len(weights) == 1:
                 option = weights[0]
