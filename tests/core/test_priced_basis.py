@@ -124,3 +124,35 @@ def test_pooled_tails_plan_each_step_at_the_root_of_the_squares():
     share = 1.0 / (1.0**2 + 2.5**2) ** 0.5
     mine = 1.0 * (1.0 + (margin - 1.0) * share)
     assert inv.speculative.target_s == pytest.approx(4.6 * mine / step)
+
+
+def test_a_shared_hull_is_priced_again_once_its_op_learned():
+    # Two videos with their own SLOs, in the same state when planned: the second
+    # must see what the first one's invocation of `a` taught, as a scheduler
+    # started from the corrected profiles does.
+    clock = SimClock()
+    sched = _scheduler(1e9, target_scope="group")
+    sched.clock = clock
+    sched.open_group("v1", slo_s=4.0)
+    first = sched.add("a1", "a", 1.0, "v1")
+    sched.mark_ready("a1")
+    assert [a.id for a in sched.commit_ready()] == ["a1"]
+    clock.advance(2.5)  # a1 ran 2.5x its profile
+    sched.finish("a1", ok=True)
+
+    sched.open_group("v2", slo_s=4.0)
+    second = sched.add("a2", "a", 1.0, "v2")
+
+    fresh = Scheduler(
+        sched.pipeline,
+        ProfileStore.from_dict(sched.store.to_dict()),
+        PriceCatalog.load(),
+        {CPU: BackendSlots(CPU, 16)},
+        Settings(deadline_s=1e9, fanout_quantile=False, target_scope="group"),
+        clock=SimClock(clock.now()),
+    )
+    fresh.open_group("v2", slo_s=4.0)
+    alone = fresh.add("a2", "a", 1.0, "v2")
+    assert second.speculative.target_s != pytest.approx(first.speculative.target_s)
+    assert second.speculative.target_s == pytest.approx(alone.speculative.target_s)
+    assert second.speculative.config == alone.speculative.config
