@@ -63,7 +63,7 @@ from statistics import NormalDist
 import networkx as nx
 
 from llama_prefect.core.clock import Clock, RealClock
-from llama_prefect.core.optimizer import Candidate, Objective, choose
+from llama_prefect.core.optimizer import OBJECTIVES, Candidate, Objective, choose
 from llama_prefect.core.options import Option, build_options
 from llama_prefect.core.pipeline import Configuration, Pipeline
 from llama_prefect.core.pools import PoolDemand
@@ -311,8 +311,9 @@ class _Context:
 
 
 #: One option of a stage's price hull: its stage seconds (mean), the tail excess on
-#: top, the cost of the stage's remaining work on it, the option and its margin.
-_Rung = tuple[float, float, float, Option | None, float]
+#: top, the cost of the stage's remaining work on it, the option, its margin, and
+#: the planned seconds the hull was built on (mean times margin).
+_Rung = tuple[float, float, float, Option | None, float, float]
 #: A path's ladder (see `Scheduler._ladders`): the path, the seconds it is planned
 #: at after each step, their running maximum, and after each step the option
 #: standing for the op, its margin and its share of the pooled tail.
@@ -530,6 +531,12 @@ class Settings:
 
     def check(self) -> None:
         """Raises `ConfigurationError` for a setting outside its range."""
+        objective = self.objective
+        if not callable(objective) and objective not in OBJECTIVES:
+            raise ConfigurationError(
+                f"objective must be one of {OBJECTIVES} or a callable, but got "
+                f"{objective!r}"
+            )
         if self.weight_basis not in WEIGHT_BASES:
             raise ConfigurationError(
                 f"weight_basis must be one of {WEIGHT_BASES}, but got "
@@ -539,20 +546,44 @@ class Settings:
             raise ConfigurationError(
                 f"target_scope must be one of {SCOPES}, but got {self.target_scope!r}"
             )
-        if self.miss_tolerance < 0.0:
-            raise ConfigurationError(
-                f"miss_tolerance must be >= 0, but got {self.miss_tolerance}"
-            )
-        if not 0.5 <= self.tail_quantile < 1.0:
+        # (name, least, most, whether it counts): a number out of range, NaN, a
+        # string or a bool is refused here rather than misread at a decision.
+        for name, low, high, whole in _RANGES:
+            value = getattr(self, name)
+            number = isinstance(value, int if whole else (int, float))
+            if isinstance(value, bool) or not number or not low <= value <= high:
+                kind = "a whole number" if whole else "a number"
+                raise ConfigurationError(
+                    f"{name} must be {kind} in [{low:g}, {high:g}], but got {value!r}"
+                )
+        if not self.tail_quantile < 1.0:
             raise ConfigurationError(
                 f"tail_quantile must be in [0.5, 1), but got {self.tail_quantile}"
             )
         rates = (self.inject_failure_rate, self.inject_straggler_rate)
-        if min(rates) < 0 or sum(rates) > 1:
+        if sum(rates) > 1:
             raise ConfigurationError(
-                "injection rates must be >= 0 and add up to at most 1, but got "
-                f"failures {rates[0]} and stragglers {rates[1]}"
+                "injection rates must add up to at most 1, but got failures "
+                f"{rates[0]} and stragglers {rates[1]}"
             )
+
+
+#: The numeric settings' ranges: name, least, most, and whether it is a count.
+_RANGES: tuple[tuple[str, float, float, bool], ...] = (
+    ("deadline_s", -INF, INF, False),
+    ("accuracy_floor", 0.0, 1.0, False),
+    ("retries", 0, 1 << 30, True),
+    ("straggler_factor", 1.0, INF, False),
+    ("straggler_floor", 1.0, INF, False),
+    ("straggler_min_s", 0.0, INF, False),
+    ("retry_every", 1, 1 << 30, True),
+    ("retry_margin", 0.0, INF, False),
+    ("miss_tolerance", 0.0, INF, False),
+    ("tail_quantile", 0.5, 1.0, False),
+    ("inject_failure_rate", 0.0, 1.0, False),
+    ("inject_straggler_rate", 0.0, 1.0, False),
+    ("inject_straggler_factor", 1.0, INF, False),
+)
 
 
 class Scheduler:
@@ -890,6 +921,11 @@ class Scheduler:
             raise ConfigurationError(
                 f"pipeline {self.pipeline.name!r} has no op {op!r}; known ops are "
                 f"{sorted(self.pipeline.ops)}"
+            )
+        if not 0.0 <= units < INF:  # NaN too
+            raise ConfigurationError(
+                f"invocation {inv_id} of {op!r} must have a finite number of work "
+                f"units >= 0, but got {units!r}"
             )
         self._seq += 1
         now = self.clock.now()
@@ -2336,10 +2372,13 @@ class Scheduler:
                     squares += first[1] * first[1]
                 else:
                     mean_s += first[0] + first[1]
+                rate = -INF
                 for i in range(1, len(hull)):
                     a, b = hull[i - 1], hull[i]
-                    added = b[0] + b[1] - a[0] - a[1]
-                    moves.append(((b[2] - a[2]) / added, j, i))
+                    # dollars per second added (< 0), rising along a hull; kept
+                    # in order where rounding would swap two nearly equal ones
+                    rate = max(rate, (b[2] - a[2]) / (b[5] - a[5]))
+                    moves.append((rate, j, i))
             moves.sort()  # the most dollars saved per second added first
             own = path.index(op)
             rung = hulls[own][0]
@@ -2377,7 +2416,7 @@ class Scheduler:
         """
         remaining = ctx.remaining[self._index[op]]
         if remaining <= 0:
-            return [(0.0, 0.0, 0.0, None, 1.0)]  # no work left: free and instant
+            return [(0.0, 0.0, 0.0, None, 1.0, 0.0)]  # no work left: free, instant
         # Contexts of other groups share hulls: one moves only with the op's
         # remaining work, its profiles (`_learn`) and `_weights_version` (menus,
         # margins, capacities, start-ups).
@@ -2426,8 +2465,8 @@ class Scheduler:
                     break
             kept.append(p)
         if not kept:  # an op with no options (its profile error comes at planning)
-            return [(0.0, 0.0, 0.0, None, 1.0)]
-        return [(p[2], p[0] - p[2], p[1], p[3], p[4]) for p in kept]
+            return [(0.0, 0.0, 0.0, None, 1.0, 0.0)]
+        return [(p[2], p[0] - p[2], p[1], p[3], p[4], p[0]) for p in kept]
 
     def _path_sums(
         self, ctx: _Context, op: str

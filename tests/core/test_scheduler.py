@@ -852,6 +852,46 @@ class TestMissFallback:
             Settings(10.0, miss_tolerance=-0.1).check()
 
 
+class TestSettingsCheck:
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("deadline_s", float("nan")),
+            ("deadline_s", "10"),
+            ("objective", "nope"),
+            ("accuracy_floor", 2.0),
+            ("accuracy_floor", float("nan")),
+            ("retries", -1),
+            ("retries", 1.5),
+            ("straggler_factor", -1.0),
+            ("straggler_floor", 0.0),
+            ("straggler_min_s", -1.0),
+            ("retry_every", 0),
+            ("retry_margin", -5.0),
+            ("miss_tolerance", float("nan")),
+            ("inject_failure_rate", float("nan")),
+            ("inject_straggler_factor", 0.5),
+            ("tail_quantile", 1.0),
+        ],
+    )
+    def test_a_setting_out_of_range_is_refused_by_name(self, name, value):
+        values = {"deadline_s": 10.0, name: value}
+        with pytest.raises(ConfigurationError, match=name):
+            Settings(**values).check()
+
+    def test_the_defaults_the_published_and_an_endless_deadline_pass(self):
+        Settings(10.0).check()
+        Settings.published(10.0).check()
+        Settings(float("inf"), objective=lambda cands, target: cands[0]).check()
+
+    @pytest.mark.parametrize("units", [float("nan"), float("inf"), -3.0])
+    def test_an_invocation_without_a_finite_amount_of_work_is_refused(self, units):
+        sched = _scheduler()
+        with pytest.raises(ConfigurationError, match="work units"):
+            sched.add("d1", "detect", units, "v1")
+        assert "d1" not in sched.invocations
+
+
 class TestMenu:
     # Three configurations of one op on the CPU, all at one price per second:
     #   quick start: 0.045 s + 0.00186 s per unit
