@@ -470,6 +470,13 @@ class Settings:
         pool_warmup: Count the work a cold pool backend would be given were it
             warm, so that the caller can start its tasks (`pool_wanted`); the
             published method only uses what is up.
+        wait_slack_share: A request that waits for its batched call to fill keeps
+            waiting past the predicted fill for this share of its slack (its
+            target less the predicted latency of the full call), ours: the
+            upstream calls it waits for end after their mean prediction about
+            half the time, and a wait that ended just before its mates came
+            leaves the request alone in a call priced whole. 0: the wait ends at
+            the predicted fill (published). Mates that come sooner end it at once.
         target_scope: ``run``: the work ahead counts every group's invocations
             (one deadline for an archive); ``group``: only the invocation's group
             (one SLO per video, the paper's model).
@@ -505,6 +512,7 @@ class Settings:
     tail_pooling: bool = True
     queue_charge: bool = True
     pool_warmup: bool = True
+    wait_slack_share: float = 0.5
     target_scope: str = "run"
     static_shares: Mapping[str, float] | None = None
     inject_failure_rate: float = 0.0
@@ -525,6 +533,7 @@ class Settings:
             "miss_tolerance": 0.0,
             "pool_warmup": False,
             "queue_charge": False,
+            "wait_slack_share": 0.0,
         }
         values.update(overrides)
         return cls(deadline_s, **values)  # type: ignore[arg-type]
@@ -580,6 +589,7 @@ _RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("retry_margin", 0.0, INF, False),
     ("miss_tolerance", 0.0, INF, False),
     ("tail_quantile", 0.5, 1.0, False),
+    ("wait_slack_share", 0.0, 1.0, False),
     ("inject_failure_rate", 0.0, 1.0, False),
     ("inject_straggler_rate", 0.0, 1.0, False),
     ("inject_straggler_factor", 1.0, INF, False),
@@ -1186,8 +1196,10 @@ class Scheduler:
             plan = replace(plan, wait_s=0.0)  # a kept plan never waits twice
         if plan.wait_s > 0:
             if not inv.waited:  # its one wait: later rounds keep to its end
-                inv.waited = True
-                inv.wait_until_s = self.clock.now() + plan.wait_s
+                inv.waited = True  # past the predicted fill by a share of its slack
+                slack_s = max(0.0, plan.target_s - plan.predicted_s)
+                extra_s = self.settings.wait_slack_share * slack_s
+                inv.wait_until_s = self.clock.now() + plan.wait_s + extra_s
                 heapq.heappush(self._wakeups, inv.wait_until_s)
             self._skip.add((str(inv.queued_on), inv.op))
             self._enqueue(inv, plan, front=True)
@@ -2090,7 +2102,8 @@ class Scheduler:
 
         A request waits at most once, but through every commit round until its wait
         ends: another event in between (an upstream invocation ending, a slot
-        freeing) does not end it.
+        freeing) does not end it. The wait ends `wait_slack_share` of its slack
+        after the predicted fill (see `_decide`).
         """
         if not self.settings.batching:
             return False

@@ -48,6 +48,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "no-tail-pooling": {"tail_pooling": False},
     "no-content-feedback": {"content_feedback": False},
     "no-priced-weights": {"weight_basis": "robust"},
+    "no-wait-slack": {"wait_slack_share": 0.0},
 }
 
 

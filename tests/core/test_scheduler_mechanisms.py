@@ -329,9 +329,9 @@ class TestBatching:
         assert prof.observations == 1
         assert prof.recent_s_per_unit == [pytest.approx(0.2)]
 
-    def _split_running(self, clock: SimClock, deadline_s: float) -> Scheduler:
+    def _split_running(self, clock: SimClock, deadline_s: float, **kw) -> Scheduler:
         """One split running (ends in 0.5 s, makes 4 detects) and one detect ready."""
-        sched = self._sched(clock, deadline_s=deadline_s)
+        sched = self._sched(clock, deadline_s=deadline_s, **kw)
         sched.add("s1", "split", 1.0, "v2")
         sched.mark_ready("s1")
         assert [a.id for a in sched.commit_ready()] == ["s1"]
@@ -342,9 +342,9 @@ class TestBatching:
         # Alone, d0 costs a whole padded call (0.8 s) or an unbatched 0.5 s. The
         # running split will make four more detects in 0.5 s: waiting 0.5 s for a
         # full call (0.5 + 0.8 = 1.3 s) fits a loose target at a quarter of the
-        # call's cost, so it waits.
+        # call's cost, so it waits: to the predicted fill, without the slack share.
         clock = SimClock()
-        sched = self._split_running(clock, deadline_s=1000.0)
+        sched = self._split_running(clock, deadline_s=1000.0, wait_slack_share=0.0)
         assert sched.commit_ready() == []
         d0 = sched.invocations["d0"]
         assert d0.waited and d0.queued_on == GPU
@@ -366,12 +366,59 @@ class TestBatching:
         assert attempt.plan.config == DETECT_GPU
 
     def test_an_invocation_waits_once(self):
+        # Without the slack share its one wait ends at the predicted fill.
         clock = SimClock()
-        sched = self._split_running(clock, deadline_s=1000.0)
+        sched = self._split_running(clock, deadline_s=1000.0, wait_slack_share=0.0)
         sched.commit_ready()
         clock.advance(0.5)
         sched.poll()
         (attempt,) = sched.commit_ready()  # no more detects came: it runs alone now
+        assert attempt.id == "d0" and attempt.plan.config == DETECT_GPU
+
+    def test_a_wait_lasts_half_its_slack_past_the_predicted_fill(self):
+        # With 3 s to the deadline d0's plan is the full call after the split's
+        # predicted end: 0.5 + 0.8 = 1.3 s against its target. Its wait ends half
+        # of that slack after the predicted fill. The split runs late (0.7 s):
+        # d0 is still waiting and joins the four detects it makes.
+        clock = SimClock()
+        sched = self._split_running(clock, deadline_s=3.0)
+        d0 = sched.invocations["d0"]
+        plan = sched.plan(d0, at_commit=True)
+        assert (plan.predicted_s, plan.wait_s, plan.fill) == (
+            pytest.approx(1.3),
+            pytest.approx(0.5),
+            4,
+        )
+        assert sched.commit_ready() == []
+        slack_s = plan.target_s - plan.predicted_s
+        assert slack_s > 0.2
+        assert d0.wait_until_s == pytest.approx(0.5 + 0.5 * slack_s)
+        clock.advance(0.5)
+        sched.poll()
+        assert sched.commit_ready() == []  # past the predicted fill: still waiting
+        clock.advance(0.2)
+        sched.finish("s1", ok=True)
+        _ready(sched, "d1", "d2", "d3", "d4", group="v2")
+        attempts = sched.commit_ready()
+        first = [a for a in attempts if a.call is attempts[0].call]
+        assert "d0" in {a.id for a in first} and len(first) == 4
+        assert first[0].plan.config == DETECT_GPU4
+
+    def test_a_wait_ends_at_half_its_slack(self):
+        # The split runs later still: once half the slack has passed as well, d0
+        # runs alone, where no wait row is offered any more. (No duplicates: the
+        # wait's end is then the scheduler's next event.)
+        clock = SimClock()
+        sched = self._split_running(clock, deadline_s=3.0, duplication=False)
+        assert sched.commit_ready() == []
+        until_s = sched.invocations["d0"].wait_until_s
+        assert sched.next_event_s() == pytest.approx(until_s)
+        clock.advance(until_s - 0.01)
+        sched.poll()
+        assert sched.commit_ready() == []
+        clock.advance(0.01)
+        sched.poll()
+        (attempt,) = sched.commit_ready()
         assert attempt.id == "d0" and attempt.plan.config == DETECT_GPU
 
     def test_a_wait_lasts_through_other_commit_rounds(self):
