@@ -1197,10 +1197,12 @@ class Scheduler:
         if plan.wait_s > 0:
             if not inv.waited:  # its one wait: later rounds keep to its end
                 inv.waited = True  # past the predicted fill by a share of its slack
-                slack_s = max(0.0, plan.target_s - plan.predicted_s)
-                extra_s = self.settings.wait_slack_share * slack_s
+                slack_s = plan.target_s - plan.predicted_s
+                share = self.settings.wait_slack_share
+                extra_s = share * slack_s if share > 0.0 and slack_s > 0.0 else 0.0
                 inv.wait_until_s = self.clock.now() + plan.wait_s + extra_s
-                heapq.heappush(self._wakeups, inv.wait_until_s)
+                if inv.wait_until_s < INF:  # no deadline: it waits while mates come
+                    heapq.heappush(self._wakeups, inv.wait_until_s)
             self._skip.add((str(inv.queued_on), inv.op))
             self._enqueue(inv, plan, front=True)
             return 0

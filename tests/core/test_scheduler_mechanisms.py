@@ -438,6 +438,27 @@ class TestBatching:
         assert "d0" in {a.id for a in first} and len(first) == 4
         assert first[0].plan.config == DETECT_GPU4
 
+    def test_without_a_deadline_a_wait_lasts_while_mates_may_come(self):
+        # No deadline, no slack to bound the wait: d0 waits while the split that
+        # makes its mates runs, however late, and runs alone once it ended
+        # without making any. The published wait (share 0) still ends at the
+        # predicted fill.
+        clock = SimClock()
+        sched = self._split_running(clock, deadline_s=math.inf, duplication=False)
+        assert sched.commit_ready() == []
+        assert sched.invocations["d0"].wait_until_s == math.inf
+        assert sched.next_event_s() == math.inf  # nothing to wake up for
+        clock.advance(5.0)
+        assert sched.commit_ready() == []
+        sched.finish("s1", ok=True)  # it made no detects
+        (attempt,) = sched.commit_ready()
+        assert attempt.id == "d0" and attempt.plan.config == DETECT_GPU
+
+        clock = SimClock()
+        sched = self._split_running(clock, deadline_s=math.inf, wait_slack_share=0.0)
+        assert sched.commit_ready() == []
+        assert sched.invocations["d0"].wait_until_s == pytest.approx(0.5)
+
     def test_the_fill_is_predicted_from_the_rate_invocations_became_ready(self):
         # Nothing upstream runs, but ten detects became ready in the last ten
         # seconds (one a second, across videos): three more come in about 3 s.
