@@ -872,6 +872,8 @@ class TestSettingsCheck:
             ("inject_failure_rate", float("nan")),
             ("inject_straggler_factor", 0.5),
             ("tail_quantile", 1.0),
+            ("wait_slack_share", 1.5),
+            ("wait_slack_share", float("nan")),
         ],
     )
     def test_a_setting_out_of_range_is_refused_by_name(self, name, value):
