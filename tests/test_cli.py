@@ -294,7 +294,14 @@ def test_bench_runs_every_policy_side_by_side_and_writes_json(tmp_path, capsys):
     assert cal["flat"] == (cal["cheap_p95_s"] < 2 * cal["fast_p95_s"])
     top = 2 * cal["fast_p95_s"] if cal["flat"] else cal["cheap_p95_s"]
     assert w["slo_levels"]["1.0"] == pytest.approx(top, abs=0.02)
-    assert "x_orcl" in capsys.readouterr().out
+    # Every video ends, the last ones of the archive too: none of them waits
+    # for a batched call's mates that no longer come (the calibration runs
+    # have no deadline to end such a wait).
+    for key in ("fast", "cheap"):
+        assert cal[f"{key}_p95_s"] <= cal[f"{key}_max_s"] < 600.0
+    assert all(r["p95_s"] <= r["max_s"] for r in w["rows"] if r["max_s"])
+    out = capsys.readouterr().out
+    assert "x_orcl" in out and "(slowest " in out
 
 
 def test_bench_refuses_levels_outside_zero_one(capsys):

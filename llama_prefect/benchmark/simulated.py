@@ -407,6 +407,12 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _max_s(latency_s: list[float]) -> float | None:
+    """The slowest video's latency (None when one never ended: no JSON for inf)."""
+    worst = max(latency_s, default=0.0)
+    return round(worst, 2) if worst < float("inf") else None
+
+
 def _row(
     s: Summary,
     slo_s: float,
@@ -425,6 +431,7 @@ def _row(
         "p50_s": round(_p(s.latency_s, 0.5), 2),
         "p95_s": round(_p(s.latency_s, 0.95), 2),
         "mean_s": round(statistics.fmean(finite), 2) if finite else None,
+        "max_s": _max_s(s.latency_s),
         "cost_usd": round(sum(s.billed_usd.values()), 4),
         "attributed_usd": round(sum(s.cost_usd), 4),
         "billed_usd": {k: round(v, 4) for k, v in s.billed_usd.items()},
@@ -485,6 +492,8 @@ def _assemble(
         "calibration": {
             "fast_p95_s": round(fast_s, 2),
             "cheap_p95_s": round(cheap_s, 2),
+            "fast_max_s": _max_s(calib[0].latency_s),
+            "cheap_max_s": _max_s(calib[1].latency_s),
             "flat": _flat(fast_s, cheap_s),
             "fast_cost_usd": round(sum(calib[0].billed_usd.values()), 4),
             "cheap_cost_usd": round(sum(calib[1].billed_usd.values()), 4),

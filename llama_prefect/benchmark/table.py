@@ -58,7 +58,9 @@ def simulated_tables(report: dict[str, Any]) -> str:
         cal = w["calibration"]
         out.append(
             f"== workload {name} (accuracy floor {w['floor']}); Llama-fast p95 "
-            f"{cal['fast_p95_s']} s, Llama-cheap p95 {cal['cheap_p95_s']} s"
+            f"{cal['fast_p95_s']} s (slowest {_seconds(cal.get('fast_max_s'))}), "
+            f"Llama-cheap p95 {cal['cheap_p95_s']} s (slowest "
+            f"{_seconds(cal.get('cheap_max_s'))})"
             + (" (levels up to twice Llama-fast's)" if cal.get("flat") else "")
             + "; SLO levels "
             + ", ".join(f"{k}: {v} s" for k, v in w["slo_levels"].items())
@@ -99,3 +101,8 @@ def simulated_tables(report: dict[str, Any]) -> str:
         )
         out.append("")
     return "\n".join(out)
+
+
+def _seconds(value: float | None) -> str:
+    """A latency for the header: seconds, or 'never ended' (None)."""
+    return "never ended" if value is None else f"{value} s"

@@ -93,6 +93,9 @@ WARMUP_SAMPLE_MAX = 64
 #: Share of each observation's log error that moves its group's content factor for
 #: the op (ours; see `_learn_content`).
 CONTENT_WEIGHT = 0.5
+#: Least seconds between two checks of a waiting request for mates still to come
+#: (ours; see `_check_wait`): short against a wait, long against a commit round.
+WAIT_CHECK_S = 1.0
 WEIGHT_BASES = ("priced", "robust", "fastest", "chosen")
 SCOPES = ("run", "group")
 
@@ -193,6 +196,7 @@ class Invocation:
     recheck_s: float = 0.0
     waited: bool = False
     wait_until_s: float = 0.0
+    wait_check_s: float = 0.0
     failures: int = 0
     avoid: set[str] = field(default_factory=set)
     fresh: tuple[tuple[object, ...], int] | None = None
@@ -1203,6 +1207,7 @@ class Scheduler:
                 inv.wait_until_s = self.clock.now() + plan.wait_s + extra_s
                 if inv.wait_until_s < INF:  # no deadline: it waits while mates come
                     heapq.heappush(self._wakeups, inv.wait_until_s)
+            self._check_wait(inv, plan.wait_s)
             self._skip.add((str(inv.queued_on), inv.op))
             self._enqueue(inv, plan, front=True)
             return 0
@@ -2098,6 +2103,27 @@ class Scheduler:
         last_s = max(0.0, ends[-1] - now) if ends else 0.0
         beyond = (index - len(ends)) / max(ahead, 1.0)
         return last_s + beyond * max(ahead_s, 0.0) / capacity
+
+    def _check_wait(self, inv: Invocation, fill_s: float) -> None:
+        """Plans a waiting request again at its predicted fill, while it waits.
+
+        Its wait may last far past the fill (a share of a slack of minutes, or
+        no deadline at all). Mates that come end it at once, as their upstream
+        calls ending make a commit round; but when none come (the archive's
+        last videos are in, the upstream calls have ended), nothing else would
+        plan it again before its wait ends. Planned again then, it finds no
+        mate expected (`_fill_wait_s`) and runs in a part-full call now. One
+        such check is pending per request, none sooner than `WAIT_CHECK_S`
+        apart: an upstream call past its predicted end is expected at once, and
+        its own end comes as an event anyway.
+        """
+        now = self.clock.now()
+        if inv.wait_check_s > now:
+            return  # one is pending
+        check_s = now + max(fill_s, WAIT_CHECK_S)
+        if check_s < inv.wait_until_s:
+            inv.wait_check_s = check_s
+            heapq.heappush(self._wakeups, check_s)
 
     def _may_wait(self, inv: Invocation) -> bool:
         """Whether `inv` may wait for its call to fill: once, to the end of that wait.

@@ -22,6 +22,8 @@ from llama_prefect.core.pipeline import Configuration, OpSpec, Pipeline
 from llama_prefect.core.pricing import PriceCatalog
 from llama_prefect.core.profiles import PRIOR_SPREAD, ProfileStore
 from llama_prefect.core.scheduler import (
+    RATE_WINDOW_S,
+    WAIT_CHECK_S,
     BackendSlots,
     Scheduler,
     Settings,
@@ -407,11 +409,13 @@ class TestBatching:
     def test_a_wait_ends_at_half_its_slack(self):
         # The split runs later still: once half the slack has passed as well, d0
         # runs alone, where no wait row is offered any more. (No duplicates: the
-        # wait's end is then the scheduler's next event.)
+        # wait's end is then the scheduler's next event, as it comes before the
+        # check of its mates, 1 s after its start.)
         clock = SimClock()
         sched = self._split_running(clock, deadline_s=3.0, duplication=False)
         assert sched.commit_ready() == []
         until_s = sched.invocations["d0"].wait_until_s
+        assert until_s < 1.0
         assert sched.next_event_s() == pytest.approx(until_s)
         clock.advance(until_s - 0.01)
         sched.poll()
@@ -447,9 +451,11 @@ class TestBatching:
         sched = self._split_running(clock, deadline_s=math.inf, duplication=False)
         assert sched.commit_ready() == []
         assert sched.invocations["d0"].wait_until_s == math.inf
-        assert sched.next_event_s() == math.inf  # nothing to wake up for
+        # no wake-up at the wait's end, one check of its mates a second on
+        assert sched.next_event_s() == pytest.approx(1.0)
         clock.advance(5.0)
-        assert sched.commit_ready() == []
+        sched.poll()
+        assert sched.commit_ready() == []  # the split still runs: mates may come
         sched.finish("s1", ok=True)  # it made no detects
         (attempt,) = sched.commit_ready()
         assert attempt.id == "d0" and attempt.plan.config == DETECT_GPU
@@ -458,6 +464,36 @@ class TestBatching:
         sched = self._split_running(clock, deadline_s=math.inf, wait_slack_share=0.0)
         assert sched.commit_ready() == []
         assert sched.invocations["d0"].wait_until_s == pytest.approx(0.5)
+
+    def test_a_wait_ends_once_no_mate_is_expected(self):
+        # Detects of five videos became ready a second apart and ran alone (too
+        # few in the window to predict a fill). The sixth, at 5 s, waits: with
+        # 1000 s to its deadline its wait may last hundreds of seconds. Two more
+        # come, then none: nothing upstream runs, so no event would plan the
+        # three again before that end. Checked again from its predicted fill
+        # on, they run together in a part-full call once the rate window holds
+        # too few to expect the fourth, not at the wait's end.
+        clock = SimClock()
+        sched = self._sched(clock, deadline_s=1000.0, duplication=False)
+        running: list = []
+        for k in range(8):
+            for attempt in running:
+                sched.finish(attempt.id, ok=True)
+            _ready(sched, f"d{k}", group=f"v{k}")
+            running = sched.commit_ready()
+            assert len(running) == (1 if k < 5 else 0)
+            clock.advance(1.0)
+        d5 = sched.invocations["d5"]
+        assert d5.waited and d5.wait_until_s > 400.0
+        for _ in range(20):  # the scheduler's own wake-ups, as a caller runs them
+            clock.advance(max(0.0, sched.next_event_s() - clock.now()))
+            sched.poll()
+            running = sched.commit_ready()
+            if running:
+                break
+        assert sorted(a.id for a in running) == ["d5", "d6", "d7"]
+        assert running[0].plan.config == DETECT_GPU4
+        assert clock.now() < 8.0 + RATE_WINDOW_S + 2 * WAIT_CHECK_S
 
     def test_the_fill_is_predicted_from_the_rate_invocations_became_ready(self):
         # Nothing upstream runs, but ten detects became ready in the last ten

@@ -193,3 +193,19 @@ def test_a_cold_gpu_pool_is_warmed_when_it_would_save_and_only_then():
     flat = make_archive(measured, ArchiveMix(videos=120, seed=3))
     run = Simulation(measured, flat, policies.llama("llama", 8.9, 0.8)).run()
     assert run.extra["gpu_task_starts"] == 0
+
+
+def test_the_last_videos_of_an_archive_end_without_a_deadline():
+    # Llama-cheap (no target) sends person detection to the GPU pool eight to a
+    # call. The archive's last detects make a part-full call whose mates will
+    # never come: nothing upstream runs any more and nothing becomes ready. Their
+    # wait, half of a slack of 1e9 s, must not be what ends it: they run once no
+    # mate is expected, and every video ends within minutes of its arrival.
+    source, origin = load_source(None)
+    steep = build_workload(source, assumptions=Assumptions.steep(), origin=origin)
+    archive = make_archive(steep, ArchiveMix(videos=50, seed=1))
+    spec = policies.llama("llama-cheap", 1e9, 0.9, objective="cheapest")
+    result = Simulation(steep, archive, spec).run()
+    assert result.billed_usd[GPU] > 0  # the detects did go to the pool
+    assert all(v.end_s is not None and not v.failed for v in result.videos)
+    assert max(v.latency_s for v in result.videos) < 300.0
