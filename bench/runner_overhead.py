@@ -17,6 +17,13 @@ two runners go in turns, the first one alternating from round to round. Server
 start-up, imports and the warm-up are outside the timing.
 
     .venv/bin/python bench/runner_overhead.py --tasks 1000 --rounds 3
+
+With ``--direct`` Prefect's task engine is replaced in both runners by a direct call
+of the task's function that returns a Completed state: no task run is created, no
+state stored, no event sent. What is left is each runner's own work around the
+engine (for the Llama runner: planning, commits, the attempt's hand-over and its
+records), which tells how much of the gap is ours and how much is Prefect's engine
+running beside our threads. It is a diagnostic: task runs are not real there.
 """
 
 from __future__ import annotations
@@ -83,8 +90,29 @@ def many(n: int) -> int:
     return sum(values)
 
 
-def _one(kind: str, n: int, slots: int, out: Path) -> None:
+def _direct_engine() -> None:
+    """Replaces Prefect's task engine by a direct call of the task's function."""
+    import prefect.task_engine
+    from prefect.states import Completed
+
+    def run_task_sync(
+        task: Any,
+        task_run_id: Any = None,
+        parameters: dict[str, Any] | None = None,
+        return_type: str = "result",
+        **_: Any,
+    ) -> Any:
+        value = task.fn(**(parameters or {}))
+        return Completed(data=value) if return_type == "state" else value
+
+    # Both runners import it from the module when they submit or run a task.
+    prefect.task_engine.run_task_sync = run_task_sync  # type: ignore[assignment]
+
+
+def _one(kind: str, n: int, slots: int, out: Path, direct: bool = False) -> None:
     """Child process: one warm-up and one timed flow run on a fresh server."""
+    if direct:
+        _direct_engine()
     # The flow runs below find the server running and use it. It stops at exit,
     # after Prefect's workers have sent it the last logs and events.
     SubprocessASGIServer().start()
@@ -174,6 +202,8 @@ def _spawn(kind: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     out = home / "result.json"
     command = [sys.executable, __file__, "--one", kind, "--result", str(out)]
     command += ["--tasks", str(args.tasks), "--slots", str(args.slots)]
+    if args.direct:
+        command.append("--direct")
     log = home / "child.log"
     with log.open("w") as sink:  # the servers' shutdown noise, kept out of sight
         done = subprocess.run(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
@@ -197,6 +227,7 @@ def _summary(args: argparse.Namespace, runs: list[dict[str, dict[str, Any]]]) ->
     return {
         "tasks": args.tasks,
         "slots": args.slots,
+        "direct_engine": args.direct,
         "first_in_round": [KINDS[i % 2] for i in range(len(runs))],
         "thread_pool_s": [round(x, 2) for x in threads],
         "llama_s": [round(x, 2) for x in llamas],
@@ -218,9 +249,11 @@ def _summary(args: argparse.Namespace, runs: list[dict[str, dict[str, Any]]]) ->
 
 
 def _print(args: argparse.Namespace, summary: dict[str, Any]) -> None:
+    engine = " (task engine replaced by a direct call)" if args.direct else ""
     print(
-        f"{args.tasks} no-op tasks on {args.slots} slots, {args.rounds} rounds, a "
-        f"fresh server per flow run: ThreadPoolTaskRunner {summary['thread_pool_s']} "
+        f"{args.tasks} no-op tasks on {args.slots} slots{engine}, {args.rounds} "
+        f"rounds, a fresh server per flow run: ThreadPoolTaskRunner "
+        f"{summary['thread_pool_s']} "
         f"s, LlamaTaskRunner {summary['llama_s']} s; ratio per round "
         f"{summary['ratio_per_round']}, ratio of medians {summary['ratio_of_medians']}"
     )
@@ -247,11 +280,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--out", default="runs/bench/runner_overhead.json")
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="replace Prefect's task engine by a direct call (a diagnostic)",
+    )
     parser.add_argument("--one", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        _one(args.one, args.tasks, args.slots, args.result)
+        _one(args.one, args.tasks, args.slots, args.result, args.direct)
         return
 
     runs: list[dict[str, dict[str, Any]]] = []
