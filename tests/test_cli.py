@@ -267,6 +267,7 @@ def test_help_explains_the_new_options(command, phrase, capsys):
 def test_bench_runs_every_policy_side_by_side_and_writes_json(tmp_path, capsys):
     import json
 
+    from llama_prefect.benchmark.simulated import DRAW, DRAWS, DRIFTS
     from llama_prefect.cli import main
 
     out = tmp_path / "bench.json"
@@ -300,8 +301,18 @@ def test_bench_runs_every_policy_side_by_side_and_writes_json(tmp_path, capsys):
     for key in ("fast", "cheap"):
         assert cal[f"{key}_p95_s"] <= cal[f"{key}_max_s"] < 600.0
     assert all(r["p95_s"] <= r["max_s"] for r in w["rows"] if r["max_s"])
+    # Llama at the middle level once per draw of the simulated truth, the
+    # tables' own draw among them, each against the oracle of its own draw.
+    draws = w["draws"]
+    assert sorted({r["draw"] for r in draws}) == sorted({*DRAWS, DRAW})
+    assert all(r["policy"] == "llama" and r["x_oracle"] > 0 for r in draws)
+    oracle_usd = {(r["drift"], r["draw"]): r["oracle_usd"] for r in draws}
+    assert len(set(oracle_usd.values())) > len(DRIFTS)  # each draw its own truth
+    summary = w["draws_summary"]["drift_1"]
+    assert summary["draws"] == len(DRAWS) + 1
+    assert summary["x_oracle_max"] >= summary["x_oracle_median"]
     out = capsys.readouterr().out
-    assert "x_orcl" in out and "(slowest " in out
+    assert "x_orcl" in out and "(slowest " in out and "other draws" in out
 
 
 def test_bench_refuses_levels_outside_zero_one(capsys):

@@ -42,12 +42,14 @@ def _cell(value: Any, fmt: str) -> str:
     return fmt.format(str(value))
 
 
-def rows_table(rows: Iterable[dict[str, Any]]) -> str:
-    """The rows of a report as aligned columns."""
-    head = " ".join(fmt.format(h) for (_, fmt), h in zip(COLUMNS, HEADER, strict=True))
+def rows_table(rows: Iterable[dict[str, Any]], extra: tuple[str, ...] = ()) -> str:
+    """The rows of a report as aligned columns, with `extra` keys as more columns."""
+    columns = COLUMNS + tuple((key, "{:>5}") for key in extra)
+    header = HEADER + tuple(extra)
+    head = " ".join(fmt.format(h) for (_, fmt), h in zip(columns, header, strict=True))
     lines = [head]
     for row in rows:
-        lines.append(" ".join(_cell(row.get(key), fmt) for key, fmt in COLUMNS))
+        lines.append(" ".join(_cell(row.get(key), fmt) for key, fmt in columns))
     return "\n".join(lines)
 
 
@@ -78,6 +80,18 @@ def simulated_tables(report: dict[str, Any]) -> str:
         out.append(
             rows_table(sorted(w["transfer"], key=lambda r: (r["level"], r["policy"])))
         )
+        if w.get("draws"):
+            out.append(
+                "-- Llama at the middle level on other draws of the simulated truth "
+                "(column draw; the tables above are of one draw)"
+            )
+            out.append(rows_table(w["draws"], extra=("draw",)))
+            for drift, d in w.get("draws_summary", {}).items():
+                out.append(
+                    f"{drift}: x_oracle median {d['x_oracle_median']}, max "
+                    f"{d['x_oracle_max']}, within 1.10x in {d['within_1_10']} of "
+                    f"{d['draws']} draws; min attainment {d['min_attainment']}"
+                )
         out.append(
             "-- baselines over Llama (mean latency, billed cost; paper: 7.8x, 16x)"
         )
