@@ -313,6 +313,9 @@ def test_bench_runs_every_policy_side_by_side_and_writes_json(tmp_path, capsys):
     assert summary["x_oracle_max"] >= summary["x_oracle_median"]
     out = capsys.readouterr().out
     assert "x_orcl" in out and "(slowest " in out and "other draws" in out
+    # Of levels 0 and 1 the later is the one the ablations run at, and so named.
+    assert {r["level"] for r in w["ablations"]} == {1.0}
+    assert "-- ablations (level 1, drift 1.3)" in out
 
 
 def test_bench_refuses_levels_outside_zero_one(capsys):

@@ -69,9 +69,10 @@ def simulated_tables(report: dict[str, Any]) -> str:
         )
         rows = sorted(w["rows"], key=lambda r: (r["drift"], r["level"], r["policy"]))
         out.append(rows_table(rows))
-        out.append("-- ablations (middle level, drift 1.3)")
+        mid = _level_of(w["ablations"] or w["failures"])
+        out.append(f"-- ablations (level {mid}, drift 1.3)")
         out.append(rows_table(w["ablations"]))
-        out.append("-- injected failures (middle level, no drift)")
+        out.append(f"-- injected failures (level {mid}, no drift)")
         out.append(rows_table(w["failures"]))
         out.append(
             "-- static plan tuned on the street archive, run on the busy one "
@@ -82,7 +83,7 @@ def simulated_tables(report: dict[str, Any]) -> str:
         )
         if w.get("draws"):
             out.append(
-                "-- Llama at the middle level on other draws of the simulated truth "
+                f"-- Llama at level {mid} on other draws of the simulated truth "
                 "(column draw; the tables above are of one draw)"
             )
             out.append(rows_table(w["draws"], extra=("draw",)))
@@ -120,3 +121,8 @@ def simulated_tables(report: dict[str, Any]) -> str:
 def _seconds(value: float | None) -> str:
     """A latency for the header: seconds, or 'never ended' (None)."""
     return "never ended" if value is None else f"{value} s"
+
+
+def _level_of(rows: list[dict[str, Any]]) -> str:
+    """The SLO level of a section's rows (the middle one of those asked for)."""
+    return f"{rows[0]['level']:g}" if rows else "-"
