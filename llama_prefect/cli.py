@@ -925,22 +925,26 @@ def _print_summary(report: dict[str, Any], report_path: str) -> None:
 
     console = _console()
     table = Table(title="answers per video")
-    for column in ("video", "crowded", "max people", "people per window"):
+    for column in ("video", "crowded", "max people", "people per window", "from"):
         table.add_column(column)
     for entry in report["videos"]:
         answer = entry["answer"]
         name = Path(entry["video"]).name
+        source = "earlier run" if entry.get("reused") else "this run"
         if answer is None:
-            table.add_row(name, "failed", "", "; ".join(entry["errors"]))
+            table.add_row(name, "failed", "", "; ".join(entry["errors"]), source)
             continue
         windows = " ".join(f"{x:.1f}" for x in answer["people_per_window"])
         crowded = "yes" if answer["crowded"] else "no"
-        table.add_row(name, crowded, str(answer["max_people"]), windows)
+        table.add_row(name, crowded, str(answer["max_people"]), windows, source)
     console.print(table)
     run = report["run"]
     verdict = "met" if run["slo_met"] else "MISSED"
     failed = run["videos_failed"]
     videos = f"{run['videos'] - failed} of {run['videos']} videos answered"
+    reused = run.get("videos_reused", 0)
+    if reused:  # their invocations and cost belong to the runs that answered them
+        videos += f" ({reused} taken from earlier runs' results)"
     console.print(
         f"SLO {verdict}: {run['latency_s']:.1f} s of {run['slo_s']:.1f} s; {videos}; "
         f"cost ${run['cost_usd']:.6f} over {run['invocations']} invocations "

@@ -500,3 +500,32 @@ def test_a_folder_without_videos_says_what_to_pass(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "no video files" in err and "subfolders are not searched" in err
+
+
+def test_the_summary_says_which_answers_came_from_earlier_runs(capsys):
+    # A resumed run answers one video itself and takes the other from the results
+    # of the run that was interrupted: the console says so, as the report does.
+    from llama_prefect.cli import _print_summary
+
+    answer = {"crowded": False, "max_people": 2, "people_per_window": [0.5, 1.0]}
+    report = {
+        "videos": [
+            {"video": "a/bikes.mp4", "answer": answer, "errors": [], "reused": True},
+            {"video": "a/carphone.mp4", "answer": answer, "errors": []},
+        ],
+        "run": {
+            "slo_met": True,
+            "latency_s": 12.0,
+            "slo_s": 120.0,
+            "videos": 2,
+            "videos_failed": 0,
+            "videos_reused": 1,
+            "cost_usd": 0.0005,
+            "invocations": 40,
+            "failed_invocations": 0,
+        },
+    }
+    _print_summary(report, "runs/latest/report.json")
+    out = " ".join(capsys.readouterr().out.split())
+    assert "2 of 2 videos answered (1 taken from earlier runs' results)" in out
+    assert out.count("earlier run") == 2 and "this run" in out
