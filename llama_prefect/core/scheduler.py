@@ -142,7 +142,9 @@ class Plan:
         predicted_s: Its predicted latency (start-up, waits and tail margin in).
         cost_usd: Its predicted cost (its share of a batched call).
         accuracy: Its accuracy against the reference configuration.
-        predicted_miss: True when even the chosen one is predicted to miss.
+        predicted_miss: True when even the chosen one is predicted to miss its
+            target; under the latency and cheapest objectives, which choose
+            without the target, when it is predicted to run past the deadline.
         below_floor: True when no configuration met the accuracy floor.
         considered: Configurations priced.
         run_s: Predicted mean run time of its call.
@@ -648,6 +650,8 @@ class Scheduler:
         self._z_by_width: dict[int, float] = {}
         self._unavailable_until: dict[str, float] = {}
         self._scoped = settings.target_scope == "group"
+        # Whether the objective chooses by each invocation's target (see `plan`).
+        self._by_target = settings.objective not in ("latency", "cheapest")
         self._injecting = not (
             settings.inject_failure_rate <= 0 and settings.inject_straggler_rate <= 0
         )
@@ -1765,6 +1769,11 @@ class Scheduler:
             if found is not None:
                 pick, probe = found, True
         predicted_s, cost_usd, option, run_s, fill, wait_s = pick
+        # The latency and cheapest objectives choose without the target, which
+        # spends the time left as the cost objective would: a fastest choice
+        # predicted past a target that left no slack is no miss of theirs. For
+        # them an invocation is a predicted miss when it runs past the deadline.
+        limit_s = target_s if self._by_target else time_left_s
         plan = Plan(  # in field order (positional is the faster call)
             target_s,
             time_left_s,
@@ -1773,7 +1782,7 @@ class Scheduler:
             predicted_s,
             cost_usd,
             option.accuracy,
-            predicted_s > target_s,
+            predicted_s > limit_s,
             below_floor,
             len(rows),
             run_s,

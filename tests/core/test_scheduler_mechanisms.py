@@ -656,6 +656,30 @@ class TestObjectives:
         (attempt,) = sched.commit_ready()
         assert attempt.plan.config == config
 
+    @pytest.mark.parametrize(
+        ("objective", "deadline_s", "miss"),
+        [
+            ("cost", 0.55, True),  # the GPU's 0.5 s against its target, 0.458 s
+            ("latency", 0.55, False),  # the same 0.5 s ends 0.05 s before the deadline
+            ("latency", 0.45, True),  # past the deadline itself
+            ("cheapest", 0.55, True),  # the CPU's 2.0 s runs past the deadline
+            ("cheapest", 3.0, False),
+        ],
+    )
+    def test_a_predicted_miss_is_against_what_the_objective_chooses_by(
+        self, objective, deadline_s, miss
+    ):
+        # A detect with 0.55 s left and the merge (0.1 s) ahead: its target is
+        # 0.55 x 0.5 / 0.6 = 0.458 s, which the cost objective chooses by. The
+        # latency and cheapest objectives ignore it; for them a miss is a run
+        # past the deadline.
+        sched = _scheduler(objective=objective, deadline_s=deadline_s)
+        _ready(sched, "d0")
+        plan = sched.plan(sched.invocations["d0"], at_commit=True)
+        if deadline_s == 0.55:
+            assert plan.target_s == pytest.approx(0.55 * 0.5 / 0.6)
+        assert plan.predicted_miss is miss
+
 
 class TestPublishedWeakSpots:
     def test_published_settings_switch_every_fix_off(self):
