@@ -90,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Run video analytics pipelines on Prefect with per-invocation "
         "latency targets and cost-based configuration (the Llama method).",
     )
+    from llama_prefect import __version__
+
+    parser.add_argument(
+        "--version", action="version", version=f"llama-prefect {__version__}"
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
     _add_samples(sub)
     _add_profile(sub)
@@ -536,9 +541,10 @@ def _check_profile_store(path: Path) -> None:
         ProfileStore.load(path)
     except (ProfileError, KeyError, TypeError, ValueError) as exc:
         reason = str(exc).split(";")[0]
+        what = "folder" if path.is_dir() else "file"
         raise ConfigurationError(
             f"--profiles {path} holds no profile store ({reason}); it was left as it "
-            "is: pass another path, or move the file away"
+            f"is: pass another path, or move the {what} away"
         ) from None
 
 
@@ -785,9 +791,14 @@ def _results(args: argparse.Namespace) -> int:
 
     root = Path(args.dir) / args.pipeline
     if not root.is_dir():
+        found = (
+            f"{args.dir} is a file, not a folder of results"
+            if Path(args.dir).is_file()
+            else f"no results for {args.pipeline} in {args.dir}"
+        )
         raise ConfigurationError(
-            f"no results for {args.pipeline} in {args.dir}; pass the folder given to "
-            "`run --results` or a deployment's results_dir"
+            f"{found}; pass the folder given to `run --results` or a deployment's "
+            "results_dir"
         )
     table = Table(title=f"stored results in {root}")
     for column in ("version", "video", "content sha256", "crowded", "cost_usd", "run"):

@@ -207,7 +207,8 @@ def _static_plan_lines(
     configs = "; ".join(f"{op}: `{key}`" for op, key in plan["configurations"].items())
     return [
         f"- best static plan: ${plan['cost_usd']:.6f} ({fits} the SLO by a latency "
-        f"bound of {plan['latency_bound_s']:.1f} s; {plan['plans_considered']} plans, "
+        f"bound of {plan['latency_bound_s']:.1f} s; {plan['plans_considered']} "
+        f"plan{'' if plan['plans_considered'] == 1 else 's'}, "
         f"{search}); this run's own choices priced the same way: "
         f"${plan['run_cost_same_model_usd']:.6f}",
         f"  - plan: {configs}",

@@ -247,6 +247,23 @@ def test_results_of_an_empty_folder_says_where_results_come_from(tmp_path, capsy
     assert "--results" in capsys.readouterr().err
 
 
+def test_results_of_a_file_says_it_is_a_file(tmp_path, capsys):
+    video = tmp_path / "bikes.mp4"
+    video.write_bytes(b"\x00")
+    assert main(["results", str(video)]) == 2
+    assert "is a file, not a folder of results" in capsys.readouterr().err
+
+
+def test_profiles_naming_a_folder_says_folder(tmp_path, capsys):
+    (tmp_path / "v.mp4").write_bytes(b"")
+    folder = tmp_path / "store"
+    folder.mkdir()
+    argv = ["run", "crossing", "--videos", str(tmp_path), "--slo-s", "10"]
+    assert main(argv + ["--profiles", str(folder)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "it is a folder" in err and "move the folder away" in err
+
+
 @pytest.mark.parametrize(
     "command, phrase",
     [
@@ -529,3 +546,12 @@ def test_the_summary_says_which_answers_came_from_earlier_runs(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "2 of 2 videos answered (1 taken from earlier runs' results)" in out
     assert out.count("earlier run") == 2 and "this run" in out
+
+
+def test_version_is_printed(capsys):
+    from llama_prefect import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"llama-prefect {__version__}"
