@@ -40,6 +40,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ from llama_prefect.backends.local import LOCAL_CPU, LOCAL_GPU
 from llama_prefect.core.pipeline import OpSpec, Pipeline
 from llama_prefect.core.profiles import ProfileStore
 from llama_prefect.errors import VideoError, is_deterministic
+from llama_prefect.paths import PLOTS_SUFFIX
 from llama_prefect.retries import TRANSIENT_RETRIES, error_of, retry_transient
 from llama_prefect.runner import OP_ATTRIBUTE, LlamaTaskRunner
 from llama_prefect.settings import (
@@ -1157,6 +1159,9 @@ def _reuse(match: Match, path: Path) -> None:
     }
     _keep_aside(path)
     store.save(path)
+    plots = match.path.with_suffix(PLOTS_SUFFIX)
+    if plots.is_dir():  # its Pareto plots come back with it
+        shutil.copytree(plots, path.with_suffix(PLOTS_SUFFIX), dirs_exist_ok=True)
 
 
 def _keep_aside(path: Path) -> None:
@@ -1179,6 +1184,11 @@ def _keep_aside(path: Path) -> None:
     ).hexdigest()[:8]
     aside = path.with_name(f"{path.stem}.{digest}{path.suffix}")
     path.replace(aside)
+    plots = path.with_suffix(PLOTS_SUFFIX)
+    if plots.is_dir():  # the store's Pareto plots go with it
+        kept = aside.with_suffix(PLOTS_SUFFIX)
+        shutil.rmtree(kept, ignore_errors=True)
+        plots.replace(kept)
     logger.info("kept the profile that was at %s as %s", path, aside)
 
 

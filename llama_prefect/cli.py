@@ -581,7 +581,9 @@ def _units_match(path: Path) -> bool:
 
 def _plots_folder(args: argparse.Namespace, path: Path) -> Path:
     folder = getattr(args, "plots", None)
-    return Path(folder) if folder else path.with_suffix(".plots")
+    from llama_prefect.paths import PLOTS_SUFFIX
+
+    return Path(folder) if folder else path.with_suffix(PLOTS_SUFFIX)
 
 
 def _print_profiling(outcome: Any, plots: Path) -> None:

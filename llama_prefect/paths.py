@@ -26,6 +26,10 @@ __all__ = ["MAX_KEY_BYTES", "check_object_key", "join_key", "safe_join"]
 
 #: S3's limit on the length of an object key, in bytes of UTF-8.
 MAX_KEY_BYTES = 1024
+#: Suffix of the folder beside a profile store that holds its Pareto plots
+#: (``crossing.json`` -> ``crossing.plots``); a store kept aside or reused takes
+#: its folder with it.
+PLOTS_SUFFIX = ".plots"
 
 
 def safe_join(root: str | os.PathLike[str], *parts: str) -> Path:

@@ -184,6 +184,9 @@ def test_a_similar_archive_reuses_and_a_different_one_explores(
     assert again.exploration is None and len(stand_in) == 1  # reused, not explored
     assert again.reused.path == path and again.reused.distance <= REUSE_DISTANCE
 
+    plots = path.with_suffix(".plots")  # what the CLI draws of the first store
+    plots.mkdir()
+    (plots / "pareto-people-local-cpu.png").write_bytes(b"first")
     other = seed_profiles(archives["small"], path, reexplore=False, progress=False)
     assert other.exploration is not None and len(stand_in) == 2
     # the first archive's store stays in the folder, renamed, for later reuse
@@ -191,10 +194,18 @@ def test_a_similar_archive_reuses_and_a_different_one_explores(
     assert len(kept) == 1
     data = json.loads(kept[0].read_text())
     assert data["meta"]["measured_on"]["videos"] == archives["a"]
+    # its plots go with it: none is left to pass for the new store's
+    assert not plots.exists()
+    kept_plot = kept[0].with_suffix(".plots") / "pareto-people-local-cpu.png"
+    assert kept_plot.read_bytes() == b"first"
+    plots.mkdir()
+    (plots / "pareto-people-local-cpu.png").write_bytes(b"small")
 
     back = seed_profiles(archives["a2"], path, reexplore=False, progress=False)
     assert back.exploration is None and back.reused.path == kept[0]
     assert json.loads(path.read_text())["meta"]["reused_from"]["path"] == str(kept[0])
+    # the reused store's plots come back with it
+    assert (plots / "pareto-people-local-cpu.png").read_bytes() == b"first"
 
     # The store in use now fits as well as its copy beside it: it stays in use,
     # with what it learned, instead of trading places with the copy at every call.
