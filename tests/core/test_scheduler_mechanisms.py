@@ -340,6 +340,16 @@ class TestBatching:
         _ready(sched, "d0", group="v1")
         return sched
 
+    @staticmethod
+    def _split_ends_with_four_detects_d0_joins(sched: Scheduler) -> None:
+        """The split ends and makes four detects: d0 runs in their call of four."""
+        sched.finish("s1", ok=True)
+        _ready(sched, "d1", "d2", "d3", "d4", group="v2")
+        attempts = sched.commit_ready()
+        first = [a for a in attempts if a.call is attempts[0].call]
+        assert "d0" in {a.id for a in first} and len(first) == 4
+        assert first[0].plan.config == DETECT_GPU4
+
     def test_waits_for_upstream_work_that_fills_the_call(self):
         # Alone, d0 costs a whole padded call (0.8 s) or an unbatched 0.5 s. The
         # running split will make four more detects in 0.5 s: waiting 0.5 s for a
@@ -399,12 +409,7 @@ class TestBatching:
         sched.poll()
         assert sched.commit_ready() == []  # past the predicted fill: still waiting
         clock.advance(0.2)
-        sched.finish("s1", ok=True)
-        _ready(sched, "d1", "d2", "d3", "d4", group="v2")
-        attempts = sched.commit_ready()
-        first = [a for a in attempts if a.call is attempts[0].call]
-        assert "d0" in {a.id for a in first} and len(first) == 4
-        assert first[0].plan.config == DETECT_GPU4
+        self._split_ends_with_four_detects_d0_joins(sched)
 
     def test_a_wait_ends_at_half_its_slack(self):
         # The split runs later still: once half the slack has passed as well, d0
@@ -435,12 +440,7 @@ class TestBatching:
         assert sched.commit_ready() == []
         assert sched.invocations["d0"].queued_on == GPU
         clock.advance(0.3)
-        sched.finish("s1", ok=True)
-        _ready(sched, "d1", "d2", "d3", "d4", group="v2")
-        attempts = sched.commit_ready()
-        first = [a for a in attempts if a.call is attempts[0].call]
-        assert "d0" in {a.id for a in first} and len(first) == 4
-        assert first[0].plan.config == DETECT_GPU4
+        self._split_ends_with_four_detects_d0_joins(sched)
 
     def test_without_a_deadline_a_wait_lasts_while_mates_may_come(self):
         # No deadline, no slack to bound the wait: d0 waits while the split that
