@@ -81,6 +81,23 @@ MAX_FRAMES_ENV = "LLAMA_PREFECT_MAX_FRAMES_MB"
 
 _MIN_WIDTH_PX = 8
 
+#: Set to 1 to let FFmpeg's own messages about damaged data reach the terminal
+#: (OpenCV's and decord's builds print them; PyAV's does not). Off by default: a
+#: damaged file fails or is cut short with a message of ours that names it, and
+#: FFmpeg's lines (``ac-tex damaged at 7 1``) only interleave with the run's log.
+DECODER_LOGS_ENV = "LLAMA_PREFECT_DECODER_LOGS"
+#: OpenCV reads it when it first opens a file with FFmpeg; -8 is FFmpeg's quiet.
+_OPENCV_FFMPEG_LEVEL = "OPENCV_FFMPEG_LOGLEVEL"
+
+
+def _quiet_ffmpeg() -> bool:
+    """Whether FFmpeg's own messages are kept off the terminal (see above)."""
+    if os.environ.get(DECODER_LOGS_ENV, "").strip() == "1":
+        return False
+    os.environ.setdefault(_OPENCV_FFMPEG_LEVEL, "-8")  # a user's own level stands
+    return True
+
+
 # A reader yields (frame number, upright RGB frame of shape (H, W, 3) uint8) for each
 # wanted frame it finds, in increasing order.
 _Reader = Callable[[Segment, list[int]], Iterator[tuple[int, np.ndarray]]]
@@ -528,6 +545,8 @@ def _read_decord_batch(
 def _decord_open(segment: Segment) -> Any:
     import decord
 
+    if _quiet_ffmpeg():
+        decord.logging.set_level(decord.logging.QUIET)
     try:
         return decord.VideoReader(segment.video, ctx=decord.cpu(0))
     except Exception as exc:  # decord raises its own DECORDError, a RuntimeError
@@ -556,6 +575,7 @@ def _read_opencv(
     """
     import cv2
 
+    _quiet_ffmpeg()  # before OpenCV's first FFmpeg open in this process
     capture = cv2.VideoCapture(segment.video, cv2.CAP_FFMPEG)
     if not capture.isOpened():
         raise _open_error(segment, "opencv", "cv2.VideoCapture could not open it")

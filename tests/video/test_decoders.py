@@ -117,3 +117,44 @@ def test_read_frames_reports_frames_past_the_end(clips_dir: Path, decoder: str) 
 
     with pytest.raises(VideoError, match="did not return frames \\[50, 55\\]"):
         read_frames(beyond, decoder=decoder, sample_every=5)
+
+
+_DECODE_DAMAGED = """
+import sys
+from llama_prefect.video.decoders import read_frames_here
+from llama_prefect.video.segments import probe, split
+for decoder in ("opencv", "decord"):
+    segment = split(probe(sys.argv[1]), 100.0)[0]
+    try:
+        read_frames_here(segment, decoder=decoder, sample_every=1)
+    except Exception as exc:  # a damaged file may end the read: not the point here
+        print(type(exc).__name__)
+"""
+
+
+@pytest.mark.parametrize("logs", ["", "1"])
+def test_ffmpeg_messages_about_damaged_data_stay_off_the_terminal(
+    vtest_full, tmp_path, logs
+):
+    # The MS-MPEG-4 clip cut off mid-stream: OpenCV's and decord's FFmpeg print
+    # lines such as "[msmpeg4 @ 0x...] ac-tex damaged" for it. They stay quiet
+    # unless LLAMA_PREFECT_DECODER_LOGS=1 asks for them (a fresh process each
+    # time: OpenCV reads its FFmpeg level once per process).
+    import os
+    import subprocess
+    import sys
+
+    damaged = tmp_path / "cut.avi"
+    damaged.write_bytes(vtest_full.read_bytes()[:600_000])
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    env["LLAMA_PREFECT_DECODER_LOGS"] = logs
+    done = subprocess.run(
+        [sys.executable, "-c", _DECODE_DAMAGED, str(damaged)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    ffmpeg_lines = [x for x in done.stderr.splitlines() if "[msmpeg4 @" in x]
+    assert bool(ffmpeg_lines) is (logs == "1")
