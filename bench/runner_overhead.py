@@ -252,9 +252,9 @@ def _print(args: argparse.Namespace, summary: dict[str, Any]) -> None:
     engine = " (task engine replaced by a direct call)" if args.direct else ""
     print(
         f"{args.tasks} no-op tasks on {args.slots} slots{engine}, {args.rounds} "
-        f"rounds, a fresh server per flow run: ThreadPoolTaskRunner "
-        f"{summary['thread_pool_s']} "
-        f"s, LlamaTaskRunner {summary['llama_s']} s; ratio per round "
+        "rounds, a fresh server per flow run: ThreadPoolTaskRunner "
+        f"{summary['thread_pool_s']} s, LlamaTaskRunner {summary['llama_s']} s; "
+        "ratio per round "
         f"{summary['ratio_per_round']}, ratio of medians {summary['ratio_of_medians']}"
     )
     cpu_s = summary["flow_process_cpu_s"]

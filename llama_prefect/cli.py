@@ -29,7 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llama_prefect import __version__
 from llama_prefect.errors import ConfigurationError, LlamaError, ProfileError
+from llama_prefect.paths import PLOTS_SUFFIX
 
 PIPELINES = ("crossing",)
 DEFAULT_PROFILES = "runs/profiles/{pipeline}.json"
@@ -90,8 +92,6 @@ def _parser() -> argparse.ArgumentParser:
         description="Run video analytics pipelines on Prefect with per-invocation "
         "latency targets and cost-based configuration (the Llama method).",
     )
-    from llama_prefect import __version__
-
     parser.add_argument(
         "--version", action="version", version=f"llama-prefect {__version__}"
     )
@@ -581,8 +581,6 @@ def _units_match(path: Path) -> bool:
 
 def _plots_folder(args: argparse.Namespace, path: Path) -> Path:
     folder = getattr(args, "plots", None)
-    from llama_prefect.paths import PLOTS_SUFFIX
-
     return Path(folder) if folder else path.with_suffix(PLOTS_SUFFIX)
 
 

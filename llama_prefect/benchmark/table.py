@@ -81,18 +81,7 @@ def simulated_tables(report: dict[str, Any]) -> str:
         out.append(
             rows_table(sorted(w["transfer"], key=lambda r: (r["level"], r["policy"])))
         )
-        if w.get("draws"):
-            out.append(
-                f"-- Llama at level {mid} on other draws of the simulated truth "
-                "(column draw; the tables above are of one draw)"
-            )
-            out.append(rows_table(w["draws"], extra=("draw",)))
-            for drift, d in w.get("draws_summary", {}).items():
-                out.append(
-                    f"{drift}: x_oracle median {d['x_oracle_median']}, max "
-                    f"{d['x_oracle_max']}, within 1.10x in {d['within_1_10']} of "
-                    f"{d['draws']} draws; min attainment {d['min_attainment']}"
-                )
+        out.extend(_draws_lines(w, mid))
         out.append(
             "-- baselines over Llama (mean latency, billed cost; paper: 7.8x, 16x)"
         )
@@ -126,3 +115,21 @@ def _seconds(value: float | None) -> str:
 def _level_of(rows: list[dict[str, Any]]) -> str:
     """The SLO level of a section's rows (the middle one of those asked for)."""
     return f"{rows[0]['level']:g}" if rows else "-"
+
+
+def _draws_lines(w: dict[str, Any], level: str) -> list[str]:
+    """Llama on other draws of the simulated truth, and their summary per drift."""
+    if not w.get("draws"):
+        return []
+    lines = [
+        f"-- Llama at level {level} on other draws of the simulated truth "
+        "(column draw; the tables above are of one draw)",
+        rows_table(w["draws"], extra=("draw",)),
+    ]
+    for drift, d in w.get("draws_summary", {}).items():
+        lines.append(
+            f"{drift}: x_oracle median {d['x_oracle_median']}, max "
+            f"{d['x_oracle_max']}, within 1.10x in {d['within_1_10']} of "
+            f"{d['draws']} draws; min attainment {d['min_attainment']}"
+        )
+    return lines
